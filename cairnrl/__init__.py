@@ -1,0 +1,7 @@
+"""cairnrl: research deep-RL algorithms for control on one shared, reproducible core."""
+
+__version__ = "0.1.0"
+
+from cairnrl.core.evaluation import EvaluationResult, evaluate  # noqa: E402
+
+__all__ = ["EvaluationResult", "__version__", "evaluate"]

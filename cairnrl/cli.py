@@ -1,0 +1,155 @@
+"""The ``cairnrl`` command line: ``train``, ``eval`` and the sub-commands of the library's modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cairnrl.exceptions import CairnError, ConfigError
+
+MODEL_DIR = "model"
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, Any]:
+    """``["k=v", ...]`` to a dict; values are parsed as JSON when possible (``3``, ``1e-4``, ``[64,64]``, ``true``)."""
+    parsed: dict[str, Any] = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        try:
+            parsed[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            parsed[key] = raw
+    return parsed
+
+
+def read_config(path: str) -> dict[str, Any]:
+    """Hyperparameters from a JSON (or, with PyYAML installed, YAML) file; a top-level ``hyperparameters``
+    key is unwrapped, so the best-configuration files written by ``cairnrl tune`` are accepted as they are."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = file.read_text()
+    if file.suffix in {".yaml", ".yml"}:
+        try:
+            import yaml
+        except ImportError as error:
+            raise ConfigError(f"{path}: reading YAML needs PyYAML (pip install pyyaml), or use JSON") from error
+        data = yaml.safe_load(text)
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of hyperparameters")
+    data = data.get("hyperparameters", data)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: 'hyperparameters' must be a mapping")
+    return data
+
+
+def _algorithm(name: str):
+    from cairnrl.algos import ALGORITHMS
+
+    key = name.lower()
+    if key not in ALGORITHMS:
+        raise ConfigError(f"unknown algorithm {name!r}; available: {sorted(ALGORITHMS)}")
+    return ALGORITHMS[key]
+
+
+def _train(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    algorithm = _algorithm(args.algorithm)
+    hyperparameters = {**(read_config(args.config) if args.config else {}), **parse_assignments(args.set)}
+    policy = hyperparameters.pop("policy", "MlpPolicy")
+    model = algorithm(
+        policy, args.env, seed=args.seed, tensorboard_log=args.logdir, verbose=args.verbose,
+        final_eval_episodes=args.eval_episodes, **hyperparameters,
+    )
+    model.learn(args.timesteps, progress_bar=not args.no_progress, tb_log_name=args.name or algorithm.algorithm_name)
+    run_dir = Path(model.logger.get_dir())
+    model.save(run_dir / MODEL_DIR)
+    record = json.loads((run_dir / "run.json").read_text())
+    print(f"run folder: {run_dir}")
+    _print_evaluation(record.get("final_evaluation"), record.get("final_evaluation_skipped"))
+    return 0
+
+
+def _print_evaluation(result: dict | None, skipped: str | None = None) -> None:
+    if result is None:
+        print(f"final evaluation skipped: {skipped}")
+        return
+    print(
+        f"final evaluation over {len(result['returns'])} episodes: mean return {result['mean']:.4g} "
+        f"(std {result['std']:.3g}, IQM {result['iqm']:.4g}), mean length {sum(result['lengths']) / len(result['lengths']):.1f}"
+    )
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from cairnrl import evaluate
+
+    run_dir = Path(args.run_dir)
+    record_path = run_dir / "run.json"
+    if not record_path.is_file():
+        raise ConfigError(f"{run_dir} is not a run folder: run.json is missing")
+    record = json.loads(record_path.read_text())
+    algorithm = _algorithm(record["algorithm"])
+    model = algorithm.load(run_dir / MODEL_DIR)
+    env_id = args.env or record.get("env_id")
+    if env_id is None:
+        raise ConfigError("the run has no env id; pass --env")
+    result = evaluate(model, env_id, n_episodes=args.episodes, seed=args.seed, deterministic=not args.stochastic)
+    _print_evaluation(result.to_dict())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``cairnrl`` argument parser."""
+    parser = argparse.ArgumentParser(prog="cairnrl", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train an algorithm and print its final evaluation")
+    train.add_argument("algorithm", help="algorithm name, e.g. sqirl")
+    train.add_argument("--env", required=True, help="env id (cairnrl/... or any Gymnasium id)")
+    train.add_argument("--timesteps", type=int, required=True, help="env steps to train for")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--logdir", default="runs", help="folder for run folders (TensorBoard, run.json, model)")
+    train.add_argument("--name", default=None, help="run name prefix inside --logdir (default: the algorithm)")
+    train.add_argument("--config", default=None, help="JSON/YAML file of hyperparameters")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a hyperparameter")
+    train.add_argument("--eval-episodes", type=int, default=10, help="episodes of the final evaluation")
+    train.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    train.add_argument("--verbose", type=int, default=0)
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.set_defaults(func=_train)
+
+    evaluate = commands.add_parser("eval", help="evaluate a trained run folder")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--env", default=None, help="evaluate on another env id")
+    evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of acting greedily")
+    evaluate.set_defaults(func=_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``cairnrl`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CairnError as error:
+        print(f"cairnrl: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
