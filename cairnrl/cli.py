@@ -55,31 +55,45 @@ def read_config(path: str) -> dict[str, Any]:
     return data
 
 
-def _algorithm(name: str):
-    from cairnrl.algos import ALGORITHMS
-
-    key = name.lower()
-    if key not in ALGORITHMS:
-        raise ConfigError(f"unknown algorithm {name!r}; available: {sorted(ALGORITHMS)}")
-    return ALGORITHMS[key]
-
-
 def _train(args: argparse.Namespace) -> int:
+    from cairnrl.algos.registry import is_sb3, make_model
+    from cairnrl.core.records import utc_now, write_run_record
+    from cairnrl.core.sb3_io import save_sb3
+
     torch.set_num_threads(args.threads)
-    algorithm = _algorithm(args.algorithm)
     hyperparameters = {**(read_config(args.config) if args.config else {}), **parse_assignments(args.set)}
-    policy = hyperparameters.pop("policy", "MlpPolicy")
-    model = algorithm(
-        policy, args.env, seed=args.seed, tensorboard_log=args.logdir, verbose=args.verbose,
-        final_eval_episodes=args.eval_episodes, **hyperparameters,
-    )
-    model.learn(args.timesteps, progress_bar=not args.no_progress, tb_log_name=args.name or algorithm.algorithm_name)
+    model = make_model(args.algorithm, args.env, seed=args.seed, hyperparameters=hyperparameters,
+                       tensorboard_log=args.logdir, verbose=args.verbose)
+    sb3_model = is_sb3(type(model))
+    name = args.name or (args.algorithm.lower() if sb3_model else model.algorithm_name)
+    if not sb3_model:
+        model.final_eval_episodes = args.eval_episodes
+    started = utc_now()
+    model.learn(args.timesteps, progress_bar=not args.no_progress, tb_log_name=name)
     run_dir = Path(model.logger.get_dir())
-    model.save(run_dir / MODEL_DIR)
+    if sb3_model:
+        save_sb3(model, run_dir / MODEL_DIR)
+        result = _final_evaluation(model, args.env, args.eval_episodes, args.seed)
+        write_run_record(run_dir, {
+            "algorithm": f"sb3-{type(model).__name__.lower()}", "hyperparameters": hyperparameters,
+            "env_id": args.env, "seed": args.seed, "num_timesteps": model.num_timesteps, "start_time": started,
+            "end_time": utc_now(), "final_evaluation": result, "final_evaluation_skipped": None,
+        })
+    else:
+        model.save(run_dir / MODEL_DIR)
     record = json.loads((run_dir / "run.json").read_text())
     print(f"run folder: {run_dir}")
     _print_evaluation(record.get("final_evaluation"), record.get("final_evaluation_skipped"))
     return 0
+
+
+def _final_evaluation(model: Any, env_id: str, n_episodes: int, seed: int) -> dict[str, Any] | None:
+    from cairnrl import evaluate
+    from cairnrl.core.seeding import spawn_seeds
+
+    if n_episodes == 0:
+        return None
+    return evaluate(model, env_id, n_episodes=n_episodes, seed=spawn_seeds(seed, 1, key=3)[0]).to_dict()
 
 
 def _print_evaluation(result: dict | None, skipped: str | None = None) -> None:
@@ -88,7 +102,8 @@ def _print_evaluation(result: dict | None, skipped: str | None = None) -> None:
         return
     print(
         f"final evaluation over {len(result['returns'])} episodes: mean return {result['mean']:.4g} "
-        f"(std {result['std']:.3g}, IQM {result['iqm']:.4g}), mean length {sum(result['lengths']) / len(result['lengths']):.1f}"
+        f"(std {result['std']:.3g}, IQM {result['iqm']:.4g}), "
+        f"mean length {sum(result['lengths']) / len(result['lengths']):.1f}"
     )
 
 
@@ -99,9 +114,12 @@ def _eval(args: argparse.Namespace) -> int:
     record_path = run_dir / "run.json"
     if not record_path.is_file():
         raise ConfigError(f"{run_dir} is not a run folder: run.json is missing")
+    from cairnrl.algos.registry import get_algorithm, is_sb3
+    from cairnrl.core.sb3_io import load_sb3
+
     record = json.loads(record_path.read_text())
-    algorithm = _algorithm(record["algorithm"])
-    model = algorithm.load(run_dir / MODEL_DIR)
+    algorithm = get_algorithm(record["algorithm"])
+    model = load_sb3(run_dir / MODEL_DIR) if is_sb3(algorithm) else algorithm.load(run_dir / MODEL_DIR)
     env_id = args.env or record.get("env_id")
     if env_id is None:
         raise ConfigError("the run has no env id; pass --env")
@@ -116,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train an algorithm and print its final evaluation")
-    train.add_argument("algorithm", help="algorithm name, e.g. sqirl")
+    train.add_argument("algorithm", help="algorithm name: sqirl, or an SB3 peer such as sb3-sac or sb3-ppo")
     train.add_argument("--env", required=True, help="env id (cairnrl/... or any Gymnasium id)")
     train.add_argument("--timesteps", type=int, required=True, help="env steps to train for")
     train.add_argument("--seed", type=int, default=0)

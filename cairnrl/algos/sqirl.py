@@ -36,7 +36,7 @@ Choices where the reference is ambiguous or accidental, each deliberate:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -119,6 +119,13 @@ class SQIRL(BaseAlgorithm):
     """
 
     algorithm_name = "SQIRL"
+    # k and m are the knobs the authors tuned (spec A4); the optimiser settings matter on small budgets.
+    default_search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "planning_depth": {"type": "int", "low": 1, "high": 3},
+        "episodes_per_timestep": {"type": "categorical", "choices": [4, 8, 16, 32, 64]},
+        "learning_rate": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True},
+        "n_epochs": {"type": "categorical", "choices": [10, 20, 40]},
+    }
 
     def __init__(
         self,

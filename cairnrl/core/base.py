@@ -77,6 +77,9 @@ class BaseAlgorithm(ABC):
     """
 
     algorithm_name: ClassVar[str]
+    #: Optuna search space for :mod:`cairnrl.hpo`: ``name -> {"type": "int"|"float"|"categorical", ...}``
+    #: with ``low``/``high`` (and optional ``log``, ``step``) or ``choices``.
+    default_search_space: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(
         self,
@@ -130,7 +133,7 @@ class BaseAlgorithm(ABC):
     def _set_state(self, state: dict[str, Any], groups: ckpt.TensorGroups) -> None:
         """Inverse of :meth:`_get_state`."""
 
-    def _check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+    def _check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:  # noqa: B027
         """Raise :class:`EnvError` if the algorithm cannot handle these spaces (override to restrict)."""
 
     def _n_envs_for_id(self) -> int:

@@ -63,7 +63,9 @@ class TransitionBuffer:
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
         """Tensors (filled part only) and JSON metadata for a checkpoint."""
-        tensors = {name: torch.from_numpy(np.ascontiguousarray(array[: self.size])) for name, array in self._data.items()}
+        tensors = {
+            name: torch.from_numpy(np.ascontiguousarray(array[: self.size])) for name, array in self._data.items()
+        }
         return tensors, {"size": self.size, "position": self.position}
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:

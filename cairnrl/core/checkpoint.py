@@ -13,7 +13,6 @@ Nothing is pickled. Loading verifies the manifest, so a truncated, missing or ed
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 import zipfile

@@ -14,7 +14,9 @@ from torch.func import functional_call, stack_module_state
 from cairnrl.exceptions import EnvError
 
 
-def mlp(input_dim: int, hidden: tuple[int, ...], output_dim: int | None, activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+def mlp(
+    input_dim: int, hidden: tuple[int, ...], output_dim: int | None, activation: type[nn.Module] = nn.ReLU
+) -> nn.Sequential:
     """Linear/activation stack; ``output_dim=None`` ends with the last hidden activation."""
     layers: list[nn.Module] = []
     size = input_dim
@@ -70,15 +72,15 @@ class ImageEncoder(nn.Module):
 
 def make_encoder(space: gym.Space, policy: str) -> tuple[nn.Module, int]:
     """An encoder for ``space`` and its output size; ``policy`` is ``"MlpPolicy"`` or ``"CnnPolicy"``."""
-    if isinstance(space, gym.spaces.Discrete):
-        return OneHot(int(space.n), int(space.start)), int(space.n)
-    if not isinstance(space, gym.spaces.Box):
-        raise EnvError(f"observation space {space} is not supported; use Discrete or Box observations")
     if policy == "CnnPolicy":
         if not is_image_space(space, check_channels=False):
             raise EnvError(f"CnnPolicy needs image observations (uint8 Box of 3 dims), got {space}")
         encoder = ImageEncoder(space)
         return encoder, encoder.linear[0].out_features
+    if isinstance(space, gym.spaces.Discrete):
+        return OneHot(int(space.n), int(space.start)), int(space.n)
+    if not isinstance(space, gym.spaces.Box):
+        raise EnvError(f"observation space {space} is not supported; use Discrete or Box observations")
     return nn.Flatten(), int(np.prod(space.shape))
 
 

@@ -43,7 +43,9 @@ def space_to_json(space: gym.Space) -> dict[str, Any]:
         return {"type": "MultiDiscrete", "nvec": space.nvec.tolist()}
     if isinstance(space, gym.spaces.MultiBinary):
         return {"type": "MultiBinary", "n": np.asarray(space.n).tolist()}
-    raise ConfigError(f"cannot save a {type(space).__name__} space; supported: Discrete, Box, MultiDiscrete, MultiBinary")
+    raise ConfigError(
+        f"cannot save a {type(space).__name__} space; supported: Discrete, Box, MultiDiscrete, MultiBinary"
+    )
 
 
 def space_from_json(data: dict[str, Any]) -> gym.Space:

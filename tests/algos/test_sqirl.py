@@ -185,3 +185,36 @@ def test_bad_inputs(tmp_path):
     weights.write_bytes(weights.read_bytes()[:-7])
     with pytest.raises(CheckpointError, match="q_net.safetensors"):
         SQIRL.load(path)
+
+
+class ImageCorridor(Corridor):
+    """The corridor seen as an 8x8 RGB image with the agent's cell lit (channels last, uint8)."""
+
+    def __init__(self, n: int = 6):
+        super().__init__(n)
+        self.observation_space = gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)
+
+    def _image(self):
+        image = np.zeros((8, 8, 3), np.uint8)
+        image[self.position // 8, self.position % 8] = 255
+        return image
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        return self._image(), {}
+
+    def step(self, action):
+        _, reward, terminated, truncated, info = super().step(action)
+        return self._image(), reward, terminated, truncated, info
+
+
+def test_cnn_policy_learns_from_images(tmp_path):
+    env = gym.wrappers.TimeLimit(ImageCorridor(4), 6)
+    model = SQIRL("CnnPolicy", env, seed=0, episodes_per_timestep=16, learning_rate=1e-3, n_epochs=40)
+    model.learn(1_000)
+    assert evaluate(model, gym.wrappers.TimeLimit(ImageCorridor(4), 6), n_episodes=3).mean == pytest.approx(2.0)
+    loaded = SQIRL.load(model.save(tmp_path / "cnn.zip"))
+    image = env.reset(seed=0)[0]
+    assert loaded.predict(image, deterministic=True)[0] == model.predict(image, deterministic=True)[0]
+    with pytest.raises(EnvError, match="CnnPolicy needs image observations"):
+        SQIRL("CnnPolicy", corridor())

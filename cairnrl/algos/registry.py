@@ -1,0 +1,79 @@
+"""One lookup for every algorithm a user can name: cairnrl's own and the SB3 peers (``sb3-ppo``, ...)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+from stable_baselines3.common.base_class import BaseAlgorithm as SB3Algorithm
+
+from cairnrl.core.base import BaseAlgorithm
+from cairnrl.core.sb3_io import SB3_CLASSES
+from cairnrl.exceptions import ConfigError
+
+Algorithm = type[BaseAlgorithm] | type[SB3Algorithm]
+
+
+def _cairnrl_algorithms() -> dict[str, type[BaseAlgorithm]]:
+    from cairnrl.algos import ALGORITHMS
+
+    return ALGORITHMS
+
+
+def algorithm_names() -> list[str]:
+    """Every name :func:`get_algorithm` accepts."""
+    return sorted(_cairnrl_algorithms()) + sorted(f"sb3-{name.lower()}" for name in SB3_CLASSES)
+
+
+def get_algorithm(algorithm: str | Algorithm) -> Algorithm:
+    """The class for ``algorithm``: a cairnrl name (``"sqirl"``), an SB3 name (``"sb3-sac"``, or ``"sac"`` when no
+    cairnrl algorithm has that name) or a class of either kind."""
+    if isinstance(algorithm, type):
+        if issubclass(algorithm, (BaseAlgorithm, SB3Algorithm)):
+            return algorithm
+        raise ConfigError(f"{algorithm.__name__} is neither a cairnrl nor a stable-baselines3 algorithm")
+    if not isinstance(algorithm, str):
+        raise ConfigError(f"algorithm must be a name or a class, got {algorithm!r}")
+    key = algorithm.lower()
+    own = _cairnrl_algorithms()
+    if key in own:
+        return own[key]
+    sb3_name = key.removeprefix("sb3-").upper()
+    if sb3_name in SB3_CLASSES:
+        return SB3_CLASSES[sb3_name]
+    raise ConfigError(f"unknown algorithm {algorithm!r}; available: {algorithm_names()}")
+
+
+def is_sb3(algorithm: Algorithm) -> bool:
+    """Whether the class is a stable-baselines3 algorithm."""
+    return issubclass(algorithm, SB3Algorithm)
+
+
+def make_model(
+    algorithm: str | Algorithm,
+    env: str | gym.Env,
+    *,
+    seed: int,
+    hyperparameters: dict[str, Any] | None = None,
+    tensorboard_log: str | None = None,
+    verbose: int = 0,
+) -> BaseAlgorithm | SB3Algorithm:
+    """Construct ``algorithm`` on ``env`` with ``hyperparameters`` (``policy`` may be one of them; default MlpPolicy).
+
+    Env ids go through :func:`cairnrl.envs.make`, so cairnrl envs work for SB3 peers too.
+    """
+    from cairnrl.envs import make
+
+    cls = get_algorithm(algorithm)
+    parameters = dict(hyperparameters or {})
+    policy = parameters.pop("policy", "MlpPolicy")
+    if is_sb3(cls):
+        environment = make(env) if isinstance(env, str) else env
+        try:
+            return cls(policy, environment, seed=seed, tensorboard_log=tensorboard_log, verbose=verbose, **parameters)
+        except TypeError as error:
+            raise ConfigError(f"invalid hyperparameters for {cls.__name__}: {error}") from error
+    try:
+        return cls(policy, env, seed=seed, tensorboard_log=tensorboard_log, verbose=verbose, **parameters)
+    except TypeError as error:
+        raise ConfigError(f"invalid hyperparameters for {cls.__name__}: {error}") from error

@@ -1,0 +1,223 @@
+"""Save and load Stable-Baselines3 models without pickle.
+
+SB3's own ``.zip`` decodes part of its content with cloudpickle, so loading a file from elsewhere can run code
+(DLR-RM/stable-baselines3#2281). cairnrl stores an SB3 model as a cairnrl checkpoint instead: the policy's
+``state_dict`` as safetensors plus the JSON-representable constructor arguments and the spaces. That is what a
+teacher, a baseline or a dataset policy needs (acting, critics and value functions); replay buffers and optimizer
+moments are kept only with ``include_training_state=True``, which also stores the optimisers, SAC's entropy
+coefficient, the replay buffer, ``VecNormalize`` statistics, the counters and the global RNG states: then
+``load_sb3(path, env)`` followed by ``learn(..., reset_num_timesteps=False)`` resumes training.
+"""
+
+from __future__ import annotations
+
+import inspect
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import stable_baselines3 as sb3
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm as SB3Algorithm
+
+from cairnrl.core import checkpoint as ckpt
+from cairnrl.core.seeding import get_rng_state, set_rng_state
+from cairnrl.core.spaces import space_from_json, space_to_json
+from cairnrl.exceptions import CheckpointError, ConfigError
+
+SB3_CLASSES: dict[str, type[SB3Algorithm]] = {
+    name: getattr(sb3, name) for name in ("PPO", "A2C", "SAC", "TD3", "DDPG", "DQN")
+}
+_SKIPPED_ARGUMENTS = {"self", "policy", "env", "tensorboard_log", "verbose", "seed", "device", "_init_setup_model",
+                      "policy_kwargs", "action_noise", "replay_buffer_class", "replay_buffer_kwargs",
+                      "rollout_buffer_class", "rollout_buffer_kwargs"}
+
+
+class SpacesOnlyEnv(gym.Env):
+    """An env that only carries spaces, so SB3 can build a model for prediction without the real env."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+        self.observation_space = observation_space
+        self.action_space = action_space
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        raise RuntimeError("SpacesOnlyEnv cannot be reset; pass a real env to train or evaluate")
+
+    def step(self, action: Any):
+        raise RuntimeError("SpacesOnlyEnv cannot be stepped; pass a real env to train or evaluate")
+
+
+def _is_json_value(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_json_value(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _is_json_value(item) for key, item in value.items())
+    return False
+
+
+def _policy_kwargs_to_json(policy_kwargs: dict[str, Any]) -> dict[str, Any]:
+    encoded: dict[str, Any] = {}
+    for key, value in policy_kwargs.items():
+        if isinstance(value, type) and issubclass(value, torch.nn.Module) and value.__module__.startswith("torch.nn"):
+            encoded[key] = {"torch.nn": value.__name__}
+        elif _is_json_value(value):
+            encoded[key] = value
+        else:
+            raise ConfigError(f"policy_kwargs[{key!r}] = {value!r} cannot be saved without pickle")
+    return encoded
+
+
+def _policy_kwargs_from_json(encoded: dict[str, Any]) -> dict[str, Any]:
+    decoded: dict[str, Any] = {}
+    for key, value in encoded.items():
+        if isinstance(value, dict) and set(value) == {"torch.nn"}:
+            layer = getattr(torch.nn, value["torch.nn"], None)
+            if not (isinstance(layer, type) and issubclass(layer, torch.nn.Module)):
+                raise CheckpointError(f"policy_kwargs[{key!r}] names unknown torch.nn class {value['torch.nn']!r}")
+            decoded[key] = layer
+        else:
+            decoded[key] = value
+    return decoded
+
+
+_BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+_VEC_NORMALIZE_SETTINGS = ("training", "norm_obs", "norm_reward", "clip_obs", "clip_reward", "gamma", "epsilon")
+
+
+def _training_state(model: SB3Algorithm) -> tuple[dict[str, Any], ckpt.TensorGroups]:
+    """Everything beyond the policy weights that SB3 needs to continue training."""
+    meta: dict[str, Any] = {
+        "counters": {"num_timesteps": int(model.num_timesteps), "n_updates": int(getattr(model, "_n_updates", 0)),
+                     "episode_num": int(model._episode_num)},
+        "optimizers": {},
+    }
+    groups: ckpt.TensorGroups = {"rng": get_rng_state()}
+    state_dict_names, variable_names = model._get_torch_save_params()
+    for name in state_dict_names:
+        owner = attrgetter(name)(model)
+        if isinstance(owner, torch.optim.Optimizer):
+            groups[f"optimizer.{name}"], meta["optimizers"][name] = ckpt.optimizer_state(owner)
+    groups["variables"] = {name: attrgetter(name)(model).detach() for name in variable_names}
+    buffer = getattr(model, "replay_buffer", None)
+    if buffer is not None:
+        filled = buffer.buffer_size if buffer.full else buffer.pos
+        fields = [field for field in _BUFFER_FIELDS if getattr(buffer, field, None) is not None]
+        groups["replay_buffer"] = {field: getattr(buffer, field)[:filled] for field in fields}
+        meta["replay_buffer"] = {"pos": int(buffer.pos), "full": bool(buffer.full)}
+    normalizer = model.get_vec_normalize_env()
+    if normalizer is not None:
+        groups["vec_normalize"] = {
+            "obs_mean": normalizer.obs_rms.mean, "obs_var": normalizer.obs_rms.var,
+            "ret_mean": normalizer.ret_rms.mean, "ret_var": normalizer.ret_rms.var,
+        }
+        meta["vec_normalize"] = {
+            "obs_count": float(normalizer.obs_rms.count), "ret_count": float(normalizer.ret_rms.count),
+            **{key: getattr(normalizer, key) for key in _VEC_NORMALIZE_SETTINGS},
+        }
+    return meta, groups
+
+
+def _restore_training_state(model: SB3Algorithm, meta: dict[str, Any], groups: ckpt.TensorGroups) -> None:
+    for name, optimizer_meta in meta["optimizers"].items():
+        ckpt.load_optimizer_state(attrgetter(name)(model), groups[f"optimizer.{name}"], optimizer_meta)
+    with torch.no_grad():
+        for name, value in groups.get("variables", {}).items():
+            attrgetter(name)(model).copy_(value)
+    counters = meta["counters"]
+    model.num_timesteps, model._episode_num = counters["num_timesteps"], counters["episode_num"]
+    if hasattr(model, "_n_updates"):
+        model._n_updates = counters["n_updates"]
+    if "replay_buffer" in meta:
+        buffer = model.replay_buffer
+        for field, values in groups["replay_buffer"].items():
+            getattr(buffer, field)[: len(values)] = values.numpy()
+        buffer.pos, buffer.full = meta["replay_buffer"]["pos"], meta["replay_buffer"]["full"]
+    if "vec_normalize" in meta:
+        normalizer = model.get_vec_normalize_env()
+        if normalizer is None:
+            raise CheckpointError("the checkpoint holds VecNormalize statistics: pass an env wrapped in VecNormalize")
+        stats, settings = groups["vec_normalize"], meta["vec_normalize"]
+        normalizer.obs_rms.mean, normalizer.obs_rms.var = stats["obs_mean"].numpy(), stats["obs_var"].numpy()
+        normalizer.ret_rms.mean, normalizer.ret_rms.var = stats["ret_mean"].numpy(), stats["ret_var"].numpy()
+        normalizer.obs_rms.count, normalizer.ret_rms.count = settings["obs_count"], settings["ret_count"]
+        for key in _VEC_NORMALIZE_SETTINGS:
+            setattr(normalizer, key, settings[key])
+    set_rng_state(groups["rng"])
+
+
+def save_sb3(model: SB3Algorithm, path: str | Path, *, include_training_state: bool = False) -> Path:
+    """Write ``model`` (an SB3 PPO/A2C/SAC/TD3/DDPG/DQN) as a pickle-free cairnrl checkpoint.
+
+    :param include_training_state: also store optimisers, replay buffer, ``VecNormalize`` statistics, counters
+        and RNG states, so that training can resume (the file then grows with the replay buffer).
+    """
+    class_name = type(model).__name__
+    if class_name not in SB3_CLASSES:
+        raise ConfigError(f"save_sb3 supports {sorted(SB3_CLASSES)}, got {class_name}")
+    aliases = [alias for alias, cls in model.policy_aliases.items() if cls is type(model.policy)]
+    if not aliases:
+        raise ConfigError(f"policy class {type(model.policy).__name__} is not one of {class_name}'s aliases")
+    parameters = inspect.signature(type(model).__init__).parameters
+    arguments = {
+        name: getattr(model, name)
+        for name in parameters
+        if name not in _SKIPPED_ARGUMENTS and hasattr(model, name) and _is_json_value(getattr(model, name))
+    }
+    config = {
+        "algorithm": f"sb3-{class_name.lower()}",
+        "sb3_class": class_name,
+        "sb3_version": sb3.__version__,
+        "policy": aliases[0],
+        "arguments": arguments,
+        "policy_kwargs": _policy_kwargs_to_json(model.policy_kwargs),
+        "num_timesteps": int(model.num_timesteps),
+        "observation_space": space_to_json(model.observation_space),
+        "action_space": space_to_json(model.action_space),
+    }
+    groups: ckpt.TensorGroups = {"policy": model.policy.state_dict()}
+    if include_training_state:
+        config["training_state"], training_groups = _training_state(model)
+        groups.update(training_groups)
+    return ckpt.save_checkpoint(path, config, groups)
+
+
+def load_sb3(path: str | Path, env: gym.Env | Any | None = None, device: str = "auto") -> SB3Algorithm:
+    """Rebuild an SB3 model saved by :func:`save_sb3`; without ``env`` it can predict but not train.
+
+    A checkpoint with training state restores it too, so ``learn(..., reset_num_timesteps=False)`` resumes.
+    """
+    checkpoint = ckpt.load_checkpoint(path)
+    config = checkpoint.config
+    cls = SB3_CLASSES.get(config.get("sb3_class", ""))
+    if cls is None:
+        raise CheckpointError(
+            f"{path} is not an SB3 checkpoint written by cairnrl (algorithm {config.get('algorithm')!r})"
+        )
+    try:
+        observation_space = space_from_json(config["observation_space"])
+        action_space = space_from_json(config["action_space"])
+        model = cls(
+            config["policy"],
+            env if env is not None else SpacesOnlyEnv(observation_space, action_space),
+            policy_kwargs=_policy_kwargs_from_json(config["policy_kwargs"]),
+            device=device,
+            **config["arguments"],
+        )
+    except (KeyError, TypeError) as error:
+        raise CheckpointError(f"{path}: SB3 config is malformed ({error})") from error
+    try:
+        model.policy.load_state_dict(checkpoint.group("policy"))
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: policy weights do not fit the saved architecture ({error})") from error
+    model.num_timesteps = int(config["num_timesteps"])
+    if "training_state" in config:
+        try:
+            _restore_training_state(model, config["training_state"], checkpoint.groups)
+        except (KeyError, RuntimeError, ValueError) as error:
+            if isinstance(error, CheckpointError):
+                raise
+            raise CheckpointError(f"{path}: training state does not fit the model ({error})") from error
+    return model
