@@ -63,6 +63,8 @@ def _policy_kwargs_to_json(policy_kwargs: dict[str, Any]) -> dict[str, Any]:
     for key, value in policy_kwargs.items():
         if isinstance(value, type) and issubclass(value, torch.nn.Module) and value.__module__.startswith("torch.nn"):
             encoded[key] = {"torch.nn": value.__name__}
+        elif isinstance(value, type) and issubclass(value, torch.optim.Optimizer):
+            encoded[key] = {"torch.optim": value.__name__}
         elif _is_json_value(value):
             encoded[key] = value
         else:
@@ -73,11 +75,13 @@ def _policy_kwargs_to_json(policy_kwargs: dict[str, Any]) -> dict[str, Any]:
 def _policy_kwargs_from_json(encoded: dict[str, Any]) -> dict[str, Any]:
     decoded: dict[str, Any] = {}
     for key, value in encoded.items():
-        if isinstance(value, dict) and set(value) == {"torch.nn"}:
-            layer = getattr(torch.nn, value["torch.nn"], None)
-            if not (isinstance(layer, type) and issubclass(layer, torch.nn.Module)):
-                raise CheckpointError(f"policy_kwargs[{key!r}] names unknown torch.nn class {value['torch.nn']!r}")
-            decoded[key] = layer
+        if isinstance(value, dict) and len(value) == 1 and set(value) <= {"torch.nn", "torch.optim"}:
+            (namespace, name), = value.items()
+            base = torch.nn.Module if namespace == "torch.nn" else torch.optim.Optimizer
+            found = getattr(torch.nn if namespace == "torch.nn" else torch.optim, name, None)
+            if not (isinstance(found, type) and issubclass(found, base)):
+                raise CheckpointError(f"policy_kwargs[{key!r}] names unknown {namespace} class {name!r}")
+            decoded[key] = found
         else:
             decoded[key] = value
     return decoded

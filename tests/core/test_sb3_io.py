@@ -14,7 +14,8 @@ from cairnrl.exceptions import CheckpointError, ConfigError
 @pytest.mark.parametrize(("cls", "env_id"), [(SAC, "Pendulum-v1"), (TD3, "Pendulum-v1"), (PPO, "CartPole-v1"),
                                              (DQN, "CartPole-v1")])
 def test_predictions_survive_round_trip(tmp_path, cls, env_id):
-    model = cls("MlpPolicy", env_id, seed=0, policy_kwargs={"net_arch": [16], "activation_fn": torch.nn.Tanh})
+    kwargs = {"net_arch": [16], "activation_fn": torch.nn.Tanh, "optimizer_class": torch.optim.RMSprop}
+    model = cls("MlpPolicy", env_id, seed=0, policy_kwargs=kwargs)
     loaded = load_sb3(save_sb3(model, tmp_path / "model.zip"))
     observations = np.stack([model.observation_space.sample() for _ in range(8)])
     assert np.allclose(model.predict(observations, deterministic=True)[0],
@@ -54,7 +55,12 @@ def test_vec_normalize_statistics_are_kept(tmp_path):
 
 
 def test_unsupported_policy_kwargs_and_foreign_checkpoints(tmp_path):
-    model = DQN("MlpPolicy", "CartPole-v1", policy_kwargs={"features_extractor_kwargs": {"f": lambda x: x}})
+    from stable_baselines3.common.torch_layers import FlattenExtractor
+
+    class CustomExtractor(FlattenExtractor):
+        pass
+
+    model = DQN("MlpPolicy", "CartPole-v1", policy_kwargs={"features_extractor_class": CustomExtractor})
     with pytest.raises(ConfigError, match="cannot be saved without pickle"):
         save_sb3(model, tmp_path / "bad")
     from cairnrl.core.checkpoint import save_checkpoint
