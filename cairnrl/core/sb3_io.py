@@ -91,7 +91,7 @@ _BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "do
 _VEC_NORMALIZE_SETTINGS = ("training", "norm_obs", "norm_reward", "clip_obs", "clip_reward", "gamma", "epsilon")
 
 
-def _training_state(model: SB3Algorithm) -> tuple[dict[str, Any], ckpt.TensorGroups]:
+def training_state(model: SB3Algorithm) -> tuple[dict[str, Any], ckpt.TensorGroups]:
     """Everything beyond the policy weights that SB3 needs to continue training."""
     meta: dict[str, Any] = {
         "counters": {"num_timesteps": int(model.num_timesteps), "n_updates": int(getattr(model, "_n_updates", 0)),
@@ -124,7 +124,7 @@ def _training_state(model: SB3Algorithm) -> tuple[dict[str, Any], ckpt.TensorGro
     return meta, groups
 
 
-def _restore_training_state(model: SB3Algorithm, meta: dict[str, Any], groups: ckpt.TensorGroups) -> None:
+def restore_training_state(model: SB3Algorithm, meta: dict[str, Any], groups: ckpt.TensorGroups) -> None:
     for name, optimizer_meta in meta["optimizers"].items():
         ckpt.load_optimizer_state(attrgetter(name)(model), groups[f"optimizer.{name}"], optimizer_meta)
     with torch.no_grad():
@@ -183,7 +183,7 @@ def save_sb3(model: SB3Algorithm, path: str | Path, *, include_training_state: b
     }
     groups: ckpt.TensorGroups = {"policy": model.policy.state_dict()}
     if include_training_state:
-        config["training_state"], training_groups = _training_state(model)
+        config["training_state"], training_groups = training_state(model)
         groups.update(training_groups)
     return ckpt.save_checkpoint(path, config, groups)
 
@@ -219,7 +219,7 @@ def load_sb3(path: str | Path, env: gym.Env | Any | None = None, device: str = "
     model.num_timesteps = int(config["num_timesteps"])
     if "training_state" in config:
         try:
-            _restore_training_state(model, config["training_state"], checkpoint.groups)
+            restore_training_state(model, config["training_state"], checkpoint.groups)
         except (KeyError, RuntimeError, ValueError) as error:
             if isinstance(error, CheckpointError):
                 raise
