@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from cairnrl.core.evaluation import EvaluationResult, evaluate  # noqa: E402
+from cairnrl.core.evaluation import EvaluationResult, evaluate
 
 __all__ = ["EvaluationResult", "__version__", "evaluate"]

@@ -155,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--env", default=None, help="evaluate on another env id")
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of acting greedily")
     evaluate.set_defaults(func=_eval)
+
+    from cairnrl.data.cli import register as register_data
+
+    register_data(commands)
     return parser
 
 

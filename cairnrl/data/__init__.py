@@ -1,0 +1,46 @@
+"""Offline datasets: load D4RL and Minari files, validate every episode, make datasets locally, sample fast.
+
+* :class:`Dataset` / :class:`Episode` — whole episodes over flat arrays (``T + 1`` observations per episode);
+* :func:`load` / :func:`save` — Minari folders (native), D4RL HDF5, NPZ; every load validated;
+* :func:`collect` — roll out SB3/cairnrl models, callables or ``"random"``, seeded per episode;
+* :func:`make_dataset` — D4RL-style MuJoCo v5 recipes (random, medium, expert, medium-replay, medium-expert,
+  ``random+expertN``) with a safely saved SAC teacher;
+* :func:`normalized_score` — D4RL reference constants;
+* :meth:`Dataset.sampler` / :meth:`Dataset.segment_sampler` — fast torch batches.
+"""
+
+from __future__ import annotations
+
+from cairnrl.data.collect import collect
+from cairnrl.data.d4rl import from_d4rl_arrays
+from cairnrl.data.dataset import Dataset, Episode, Transitions, concatenate
+from cairnrl.data.io import detect_format, load, save
+from cairnrl.data.recipes import RECIPE_ENVS, make_dataset, parse_recipe
+from cairnrl.data.sampler import SegmentBatch, SegmentSampler, TransitionBatch, TransitionSampler
+from cairnrl.data.scores import REF_SCORES, normalized_score, reference_scores
+from cairnrl.data.teacher import Teacher, load_teacher_policy, train_teacher
+
+__all__ = [
+    "RECIPE_ENVS",
+    "REF_SCORES",
+    "Dataset",
+    "Episode",
+    "SegmentBatch",
+    "SegmentSampler",
+    "Teacher",
+    "TransitionBatch",
+    "TransitionSampler",
+    "Transitions",
+    "collect",
+    "concatenate",
+    "detect_format",
+    "from_d4rl_arrays",
+    "load",
+    "load_teacher_policy",
+    "make_dataset",
+    "normalized_score",
+    "parse_recipe",
+    "reference_scores",
+    "save",
+    "train_teacher",
+]

@@ -1,0 +1,215 @@
+"""``cairnrl data make | collect | info | validate | convert``.
+
+:func:`register` adds the ``data`` command to the top-level ``cairnrl`` parser; :func:`main` runs it alone.
+Every sub-command returns 0 on success and 1 (message on stderr, no traceback) on a cairnrl error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from cairnrl.data.collect import collect
+from cairnrl.data.dataset import Dataset
+from cairnrl.data.io import FORMATS, load, save
+from cairnrl.data.recipes import make_dataset, parse_recipe
+from cairnrl.data.teacher import load_teacher_policy
+from cairnrl.exceptions import CairnError
+
+
+def _positive(text: str) -> int:
+    """argparse type: a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_load_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", help="Minari dataset folder, D4RL .hdf5 file or .npz file")
+    parser.add_argument("--format", choices=FORMATS, help="skip format detection")
+    parser.add_argument("--env-id", help="env whose spaces to validate against (recorded in the metadata)")
+    parser.add_argument("--observation-key", help="key to load from Dict observations (Minari)")
+    parser.add_argument("--max-episode-steps", type=_positive, help="flat files without timeouts: cut episodes")
+
+
+def _load(args: argparse.Namespace) -> Dataset:
+    return load(
+        args.path,
+        format=args.format,
+        env_id=args.env_id,
+        observation_key=args.observation_key,
+        max_episode_steps=args.max_episode_steps,
+    )
+
+
+def _print_summary(dataset: Dataset) -> None:
+    info = dataset.summary()
+    returns = info["return"]
+    print(f"{info['source']}: {info['episodes']} episodes, {info['steps']} steps, env {info['env_id']}")
+    print(f"  observations {info['observation_space']}, actions {info['action_space']}")
+    print(f"  episode ends: {info['terminations']} terminated, {info['truncations']} truncated; lengths "
+          f"{info['episode_length']['min']}..{info['episode_length']['max']}")
+    line = (f"  return mean {returns['mean']:.2f} std {returns['std']:.2f} min {returns['min']:.2f} "
+            f"max {returns['max']:.2f}")
+    if "normalized_return_mean" in info:
+        line += f" (normalized mean {info['normalized_return_mean']:.1f})"
+    print(line)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    dataset = _load(args)
+    print(f"OK {dataset.source}: {dataset.num_episodes} episodes, {dataset.num_steps} steps passed validation")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    dataset = _load(args)
+    if args.json:
+        print(json.dumps({"summary": dataset.summary(), "metadata": dataset.metadata}, indent=2, default=str))
+    else:
+        _print_summary(dataset)
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    dataset = _load(args)
+    written = save(dataset, args.destination, format=args.to, overwrite=args.overwrite)
+    print(f"wrote {written} ({dataset.num_episodes} episodes, {dataset.num_steps} steps)")
+    return 0
+
+
+def _collect(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    policy = "random" if args.policy == "random" else load_teacher_policy(args.policy, which=args.which)
+    dataset = collect(
+        args.env_id,
+        policy,
+        n_episodes=args.episodes,
+        n_steps=args.steps,
+        seed=args.seed,
+        deterministic=not args.stochastic,
+        progress_bar=not args.no_progress,
+    )
+    written = save(dataset, args.out, overwrite=args.overwrite)
+    _print_summary(dataset)
+    print(f"wrote {written}")
+    return 0
+
+
+def _make(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    recipes = [parse_recipe(name) for name in args.names]
+    for recipe in recipes:
+        target = out / recipe.name
+        if target.exists() and not args.overwrite:
+            print(f"error: {target} already exists; pass --overwrite to replace it", file=sys.stderr)
+            return 1
+    for recipe in recipes:
+        mode = "-mean" if args.deterministic else ""
+        teacher_dir = out / "teachers" / f"{recipe.env}-sac-budget{args.budget}-seed{args.seed}{mode}"
+        dataset = make_dataset(
+            recipe.name,
+            budget=args.budget,
+            n_steps=args.steps,
+            seed=args.seed,
+            teacher_dir=teacher_dir if recipe.needs_teacher else None,
+            eval_every=args.eval_every,
+            eval_episodes=args.eval_episodes,
+            deterministic=args.deterministic,
+            device=args.device,
+            progress_bar=not args.no_progress,
+        )
+        written = save(dataset, out / recipe.name, overwrite=args.overwrite)
+        print(f"{recipe.name}: wrote {written} ({dataset.num_episodes} episodes, {dataset.num_steps} steps)")
+        for part, stats in dataset.metadata["returns"].items():
+            print(f"  {part}: return {stats['mean']:.1f} ± {stats['std']:.1f} over {stats['episodes']} episodes, "
+                  f"normalized {stats['normalized_mean']:.1f}")
+    return 0
+
+
+def _guard(function: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn cairnrl errors into a one-line message and exit code 1."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return function(args)
+        except CairnError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``data`` and its sub-commands to a ``cairnrl`` parser's sub-parsers."""
+    data = subparsers.add_parser("data", help="offline datasets: make, collect, inspect, validate, convert")
+    commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser("validate", help="load a dataset and run every check")
+    _add_load_options(validate)
+    validate.set_defaults(func=_guard(_validate))
+
+    info = commands.add_parser("info", help="summarise a dataset")
+    _add_load_options(info)
+    info.add_argument("--json", action="store_true", help="print summary and metadata as JSON")
+    info.set_defaults(func=_guard(_info))
+
+    convert = commands.add_parser("convert", help="rewrite a dataset in another format")
+    _add_load_options(convert)
+    convert.add_argument("destination", help="folder (Minari), .hdf5 (D4RL) or .npz")
+    convert.add_argument("--to", choices=FORMATS, help="output format (default: from the destination's suffix)")
+    convert.add_argument("--overwrite", action="store_true")
+    convert.set_defaults(func=_guard(_convert))
+
+    gather = commands.add_parser("collect", help="roll out a policy and save the episodes")
+    gather.add_argument("env_id")
+    gather.add_argument("--out", required=True, help="destination (folder, .hdf5 or .npz)")
+    budget = gather.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--episodes", type=_positive)
+    budget.add_argument("--steps", type=_positive)
+    gather.add_argument("--policy", default="random", help="'random' or a teacher folder made by 'data make'")
+    gather.add_argument("--which", default="expert", choices=("expert", "medium"), help="teacher snapshot to use")
+    gather.add_argument("--seed", type=int, default=0)
+    gather.add_argument("--stochastic", action="store_true", help="sample actions instead of the policy mean")
+    gather.add_argument("--threads", type=_positive, default=1)
+    gather.add_argument("--no-progress", action="store_true")
+    gather.add_argument("--overwrite", action="store_true")
+    gather.set_defaults(func=_guard(_collect))
+
+    make = commands.add_parser("make", help="build D4RL-style MuJoCo datasets (hopper-medium, ...)")
+    make.add_argument("names", nargs="+", help="e.g. hopper-medium walker2d-random+expert100")
+    make.add_argument("--out", required=True, help="folder for the datasets and the SAC teachers")
+    make.add_argument("--budget", type=_positive, default=1_000_000, help="SAC teacher training steps")
+    make.add_argument("--steps", type=_positive, default=1_000_000, help="steps per random/medium/expert part")
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--eval-every", type=_positive, help="steps between teacher evaluations (default budget/20)")
+    make.add_argument("--eval-episodes", type=_positive, default=5)
+    make.add_argument("--deterministic", action="store_true", help="collect with the SAC mean action")
+    make.add_argument("--device", default="cpu")
+    make.add_argument("--threads", type=_positive, default=1)
+    make.add_argument("--no-progress", action="store_true")
+    make.add_argument("--overwrite", action="store_true")
+    make.set_defaults(func=_guard(_make))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``cairnrl data ...`` with ``argv`` (without the program name), returning the exit code."""
+    parser = argparse.ArgumentParser(prog="cairnrl")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    register(subparsers)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
