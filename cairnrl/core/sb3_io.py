@@ -12,6 +12,7 @@ coefficient, the replay buffer, ``VecNormalize`` statistics, the counters and th
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ import gymnasium as gym
 import stable_baselines3 as sb3
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm as SB3Algorithm
+from stable_baselines3.common.buffers import DictReplayBuffer, DictRolloutBuffer, ReplayBuffer, RolloutBuffer
+from stable_baselines3.common.type_aliases import TrainFreq
+from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule
 
 from cairnrl.core import checkpoint as ckpt
 from cairnrl.core.seeding import get_rng_state, set_rng_state
@@ -29,6 +33,10 @@ from cairnrl.exceptions import CheckpointError, ConfigError
 SB3_CLASSES: dict[str, type[SB3Algorithm]] = {
     name: getattr(sb3, name) for name in ("PPO", "A2C", "SAC", "TD3", "DDPG", "DQN")
 }
+SCHEDULE_ARGUMENTS = frozenset({"learning_rate", "clip_range", "clip_range_vf"})
+# SB3 keeps these constructor arguments under another attribute name.
+_ATTRIBUTE_NAMES = {"stats_window_size": "_stats_window_size"}
+_DEFAULT_BUFFERS = (None, ReplayBuffer, DictReplayBuffer, RolloutBuffer, DictRolloutBuffer)
 _SKIPPED_ARGUMENTS = {"self", "policy", "env", "tensorboard_log", "verbose", "seed", "device", "_init_setup_model",
                       "policy_kwargs", "action_noise", "replay_buffer_class", "replay_buffer_kwargs",
                       "rollout_buffer_class", "rollout_buffer_kwargs"}
@@ -48,31 +56,31 @@ class SpacesOnlyEnv(gym.Env):
         raise RuntimeError("SpacesOnlyEnv cannot be stepped; pass a real env to train or evaluate")
 
 
-def _is_json_value(value: Any) -> bool:
+def is_json_value(value: Any) -> bool:
     if value is None or isinstance(value, (bool, int, float, str)):
         return True
     if isinstance(value, (list, tuple)):
-        return all(_is_json_value(item) for item in value)
+        return all(is_json_value(item) for item in value)
     if isinstance(value, dict):
-        return all(isinstance(key, str) and _is_json_value(item) for key, item in value.items())
+        return all(isinstance(key, str) and is_json_value(item) for key, item in value.items())
     return False
 
 
-def _policy_kwargs_to_json(policy_kwargs: dict[str, Any]) -> dict[str, Any]:
+def policy_kwargs_to_json(policy_kwargs: dict[str, Any]) -> dict[str, Any]:
     encoded: dict[str, Any] = {}
     for key, value in policy_kwargs.items():
         if isinstance(value, type) and issubclass(value, torch.nn.Module) and value.__module__.startswith("torch.nn"):
             encoded[key] = {"torch.nn": value.__name__}
         elif isinstance(value, type) and issubclass(value, torch.optim.Optimizer):
             encoded[key] = {"torch.optim": value.__name__}
-        elif _is_json_value(value):
+        elif is_json_value(value):
             encoded[key] = value
         else:
             raise ConfigError(f"policy_kwargs[{key!r}] = {value!r} cannot be saved without pickle")
     return encoded
 
 
-def _policy_kwargs_from_json(encoded: dict[str, Any]) -> dict[str, Any]:
+def policy_kwargs_from_json(encoded: dict[str, Any]) -> dict[str, Any]:
     decoded: dict[str, Any] = {}
     for key, value in encoded.items():
         if isinstance(value, dict) and len(value) == 1 and set(value) <= {"torch.nn", "torch.optim"}:
@@ -85,6 +93,75 @@ def _policy_kwargs_from_json(encoded: dict[str, Any]) -> dict[str, Any]:
         else:
             decoded[key] = value
     return decoded
+
+
+def _encode_schedule(name: str, value: Any) -> Any:
+    if isinstance(value, FloatSchedule):
+        value = value.value_schedule
+    if isinstance(value, ConstantSchedule):
+        return float(value.val)
+    if isinstance(value, LinearSchedule):
+        return {"schedule": "linear", "start": float(value.start), "end": float(value.end),
+                "end_fraction": float(value.end_fraction)}
+    if callable(value):
+        raise ConfigError(
+            f"{name} is a callable schedule that cannot be saved without pickle; use a number or "
+            "stable_baselines3.common.utils.LinearSchedule"
+        )
+    return value
+
+
+def _decode_schedule(name: str, value: Any) -> Any:
+    if not isinstance(value, Mapping):
+        return value
+    if value.get("schedule") != "linear" or not {"start", "end"} <= set(value) <= {"schedule", "start", "end",
+                                                                                     "end_fraction"}:
+        raise ConfigError(
+            f"{name} must be a number or {{'schedule': 'linear', 'start': x, 'end': y[, 'end_fraction': f]}}, "
+            f"got {value!r}"
+        )
+    return LinearSchedule(float(value["start"]), float(value["end"]), float(value.get("end_fraction", 1.0)))
+
+
+def encode_sb3_kwargs(kwargs: Mapping[str, Any], parameter: str = "kwargs") -> dict[str, Any]:
+    """JSON form of SB3 constructor arguments (see the module docstring); raises :class:`ConfigError` naming
+    ``parameter[key]`` for a value that cannot be saved without pickle."""
+    encoded: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        where = f"{parameter}[{key!r}]"
+        if key == "policy_kwargs":
+            try:
+                value = policy_kwargs_to_json(policy_kwargs_from_json(dict(value or {})))
+            except (TypeError, ValueError) as error:
+                raise ConfigError(f"{where}: {error}") from error
+        elif key in SCHEDULE_ARGUMENTS:
+            value = _encode_schedule(where, value)
+        elif key == "train_freq" and isinstance(value, (tuple, list)):
+            frequency, unit = value
+            value = [frequency, getattr(unit, "value", unit)]
+        if not is_json_value(value):
+            raise ConfigError(f"{where} = {value!r} cannot be saved without pickle; use JSON values")
+        encoded[key] = list(value) if isinstance(value, tuple) else value
+    return encoded
+
+
+def decode_sb3_kwargs(encoded: Mapping[str, Any], parameter: str = "kwargs") -> dict[str, Any]:
+    """SB3 constructor arguments from :func:`encode_sb3_kwargs` output (native values pass through)."""
+    decoded: dict[str, Any] = {}
+    for key, value in encoded.items():
+        where = f"{parameter}[{key!r}]"
+        if key == "policy_kwargs":
+            try:
+                value = policy_kwargs_from_json(dict(value or {}))
+            except (TypeError, ValueError) as error:
+                raise ConfigError(f"{where}: {error}") from error
+        elif key in SCHEDULE_ARGUMENTS:
+            value = _decode_schedule(where, value)
+        elif key == "train_freq" and isinstance(value, list):
+            value = tuple(value)
+        decoded[key] = value
+    return decoded
+
 
 
 _BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
@@ -152,6 +229,33 @@ def restore_training_state(model: SB3Algorithm, meta: dict[str, Any], groups: ck
     set_rng_state(groups["rng"])
 
 
+def constructor_arguments(model: SB3Algorithm) -> dict[str, Any]:
+    """The constructor arguments of ``model`` as SB3 stores them (``train_freq`` as a tuple), omitting env,
+    seeding and logging arguments and SB3's default buffer classes; raises :class:`ConfigError` for a custom
+    buffer class or action noise, which cannot be saved without pickle."""
+    arguments: dict[str, Any] = {}
+    for name in inspect.signature(type(model).__init__).parameters:
+        if name in _SKIPPED_ARGUMENTS - {"policy_kwargs", "action_noise", "replay_buffer_class",
+                                          "rollout_buffer_class"}:
+            continue
+        attribute = _ATTRIBUTE_NAMES.get(name, name)
+        if not hasattr(model, attribute):  # e.g. A2C's use_rms_prop, already folded into policy_kwargs
+            continue
+        value = getattr(model, attribute)
+        if name in ("replay_buffer_class", "rollout_buffer_class"):
+            if value not in _DEFAULT_BUFFERS:
+                raise ConfigError(f"{name} = {value.__name__} cannot be saved without pickle (SB3's default only)")
+            continue
+        if name == "action_noise":
+            if value is not None:
+                raise ConfigError("action_noise objects cannot be saved without pickle; set it again after loading")
+            continue
+        if name in ("replay_buffer_kwargs", "rollout_buffer_kwargs") and not value:
+            continue
+        arguments[name] = (value.frequency, value.unit.value) if isinstance(value, TrainFreq) else value
+    return arguments
+
+
 def save_sb3(model: SB3Algorithm, path: str | Path, *, include_training_state: bool = False) -> Path:
     """Write ``model`` (an SB3 PPO/A2C/SAC/TD3/DDPG/DQN) as a pickle-free cairnrl checkpoint.
 
@@ -164,19 +268,13 @@ def save_sb3(model: SB3Algorithm, path: str | Path, *, include_training_state: b
     aliases = [alias for alias, cls in model.policy_aliases.items() if cls is type(model.policy)]
     if not aliases:
         raise ConfigError(f"policy class {type(model.policy).__name__} is not one of {class_name}'s aliases")
-    parameters = inspect.signature(type(model).__init__).parameters
-    arguments = {
-        name: getattr(model, name)
-        for name in parameters
-        if name not in _SKIPPED_ARGUMENTS and hasattr(model, name) and _is_json_value(getattr(model, name))
-    }
+    arguments = encode_sb3_kwargs(constructor_arguments(model), "model")
     config = {
         "algorithm": f"sb3-{class_name.lower()}",
         "sb3_class": class_name,
         "sb3_version": sb3.__version__,
         "policy": aliases[0],
         "arguments": arguments,
-        "policy_kwargs": _policy_kwargs_to_json(model.policy_kwargs),
         "num_timesteps": int(model.num_timesteps),
         "observation_space": space_to_json(model.observation_space),
         "action_space": space_to_json(model.action_space),
@@ -206,9 +304,8 @@ def load_sb3(path: str | Path, env: gym.Env | Any | None = None, device: str = "
         model = cls(
             config["policy"],
             env if env is not None else SpacesOnlyEnv(observation_space, action_space),
-            policy_kwargs=_policy_kwargs_from_json(config["policy_kwargs"]),
             device=device,
-            **config["arguments"],
+            **decode_sb3_kwargs(config["arguments"], "arguments"),
         )
     except (KeyError, TypeError) as error:
         raise CheckpointError(f"{path}: SB3 config is malformed ({error})") from error

@@ -13,6 +13,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from cairnrl.envs.cormab.registration import register_cormab_envs
 from cairnrl.envs.tabular import TabularMDP
 from cairnrl.exceptions import CairnError, EnvError
 
@@ -31,6 +32,7 @@ def register_envs() -> None:
     _register("cairnrl/Corridor-v0", f"{tabular}:make_corridor", 30, length=20, sticky_p=0.0)
     _register("cairnrl/TwoStepTrap-v0", f"{tabular}:make_trap_chain", 2, n_traps=1, sticky_p=0.0)
     _register("cairnrl/StickyTrapChain-v0", f"{tabular}:make_trap_chain", 16, n_traps=8, sticky_p=0.25)
+    register_cormab_envs()
 
 
 def _unknown_id_message(env_id: str) -> str:

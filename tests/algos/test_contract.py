@@ -11,7 +11,15 @@ from cairnrl.algos import ALGORITHMS
 from cairnrl.exceptions import CheckpointError, ConfigError
 
 CASES = {
-    "sqirl": ("cairnrl/Corridor-v0", {"episodes_per_timestep": 2, "n_epochs": 2, "net_arch": [16]}, 120),
+    "s3rl": (
+        "Hopper-v5",
+        {"student": "SAC", "snapshot_timesteps": 60, "truncate_step": 20, "teacher_episodes": 2,
+         "teacher": {"algorithm": "SAC", "timesteps": 64,
+                     "hyperparameters": {"learning_starts": 32, "batch_size": 16, "policy_kwargs": {"net_arch": [16]}}},
+         "student_kwargs": {"learning_starts": 40, "batch_size": 16, "policy_kwargs": {"net_arch": [16]}}},
+        100,
+    ),
+    "sqirl": ("CartPole-v1", {"episodes_per_timestep": 2, "n_epochs": 2, "net_arch": [16]}, 120),
 }
 
 

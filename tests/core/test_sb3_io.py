@@ -68,3 +68,14 @@ def test_unsupported_policy_kwargs_and_foreign_checkpoints(tmp_path):
     save_checkpoint(tmp_path / "other", {"algorithm": "SQIRL"}, {})
     with pytest.raises(CheckpointError, match="not an SB3 checkpoint"):
         load_sb3(tmp_path / "other")
+
+
+def test_non_json_constructor_arguments_survive(tmp_path):
+    from stable_baselines3.common.utils import LinearSchedule
+
+    dqn = load_sb3(save_sb3(DQN("MlpPolicy", "CartPole-v1", train_freq=(2, "episode")), tmp_path / "dqn"))
+    assert (dqn.train_freq.frequency, dqn.train_freq.unit.value) == (2, "episode")
+    ppo = PPO("MlpPolicy", "CartPole-v1", clip_range=0.3, learning_rate=LinearSchedule(1e-3, 0.0, 1.0))
+    loaded = load_sb3(save_sb3(ppo, tmp_path / "ppo"))
+    assert loaded.clip_range(1.0) == pytest.approx(0.3)
+    assert loaded.lr_schedule(0.5) == pytest.approx(ppo.lr_schedule(0.5))

@@ -1,0 +1,36 @@
+"""Mixed-integer programming for combinatorial actions: ReLU-network encodings, feasible sets and solvers."""
+
+from cairnrl.mip.argmax import ArgmaxResult, ArgmaxSolver, SolverFallbackWarning, argmax_action
+from cairnrl.mip.encoding import ReluNetwork, encode_q_network
+from cairnrl.mip.feasible import FeasibleSet, budget_set
+from cairnrl.mip.heuristic import HeuristicResult, local_search_argmax
+from cairnrl.mip.model import CompiledModel, MILPModel
+from cairnrl.mip.solvers import (
+    MILPSolver,
+    SolveOptions,
+    SolverError,
+    SolveResult,
+    SolverUnavailableError,
+    get_solver,
+)
+
+__all__ = [
+    "ArgmaxResult",
+    "ArgmaxSolver",
+    "CompiledModel",
+    "FeasibleSet",
+    "HeuristicResult",
+    "MILPModel",
+    "MILPSolver",
+    "ReluNetwork",
+    "SolveOptions",
+    "SolveResult",
+    "SolverError",
+    "SolverFallbackWarning",
+    "SolverUnavailableError",
+    "argmax_action",
+    "budget_set",
+    "encode_q_network",
+    "get_solver",
+    "local_search_argmax",
+]
