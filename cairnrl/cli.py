@@ -88,12 +88,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _final_evaluation(model: Any, env_id: str, n_episodes: int, seed: int) -> dict[str, Any] | None:
-    from cairnrl import evaluate
-    from cairnrl.core.seeding import spawn_seeds
+    from cairnrl.core.evaluation import evaluate, final_evaluation_seed
 
     if n_episodes == 0:
         return None
-    return evaluate(model, env_id, n_episodes=n_episodes, seed=spawn_seeds(seed, 1, key=3)[0]).to_dict()
+    return evaluate(model, env_id, n_episodes=n_episodes, seed=final_evaluation_seed(seed)).to_dict()
 
 
 def _print_evaluation(result: dict | None, skipped: str | None = None) -> None:
@@ -157,8 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=_eval)
 
     from cairnrl.data.cli import register as register_data
+    from cairnrl.hpo.cli import register as register_tune
 
     register_data(commands)
+    register_tune(commands)
     return parser
 
 

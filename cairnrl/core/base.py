@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 import cairnrl
 from cairnrl.core import checkpoint as ckpt
-from cairnrl.core.evaluation import EvaluationResult, evaluate
+from cairnrl.core.evaluation import EvaluationResult, evaluate, final_evaluation_seed
 from cairnrl.core.records import utc_now, write_run_record
 from cairnrl.core.seeding import check_seed, get_rng_state, seed_everything, set_rng_state, spawn_seeds
 from cairnrl.core.spaces import space_from_json, space_to_json, spaces_equal
@@ -320,7 +320,7 @@ class BaseAlgorithm(ABC):
         eval_env = make(self.env_id)
         try:
             return evaluate(
-                self, eval_env, n_episodes=max(self.final_eval_episodes, 1), seed=spawn_seeds(self.seed, 1, key=3)[0]
+                self, eval_env, n_episodes=max(self.final_eval_episodes, 1), seed=final_evaluation_seed(self.seed)
             )
         finally:
             eval_env.close()

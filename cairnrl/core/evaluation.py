@@ -14,7 +14,15 @@ from cairnrl.core.seeding import check_seed, spawn_seeds
 from cairnrl.core.stats import iqm
 from cairnrl.exceptions import ConfigError, EnvError
 
-_EVAL_SEED_KEY = 0x5EED_E1A1
+#: SeedSequence key of the per-episode seeds :func:`evaluate` derives from its ``seed``.
+EPISODE_SEED_KEY = 0x5EED_E1A1
+#: SeedSequence key of the evaluation seed a run derives from its training seed (kept apart from training).
+FINAL_EVALUATION_KEY = 3
+
+
+def final_evaluation_seed(run_seed: int) -> int:
+    """The ``seed`` given to :func:`evaluate` for the final evaluation of a run trained with ``run_seed``."""
+    return spawn_seeds(run_seed, 1, key=FINAL_EVALUATION_KEY)[0]
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,7 @@ def evaluate(
         env = make(env)
     if not isinstance(env, gym.Env):
         raise EnvError(f"evaluate needs a gymnasium.Env or an env id, got {type(env).__name__}")
-    episode_seeds = spawn_seeds(seed, n_episodes, key=_EVAL_SEED_KEY)
+    episode_seeds = spawn_seeds(seed, n_episodes, key=EPISODE_SEED_KEY)
     actor = as_actor(model, env.action_space, deterministic=deterministic, seed=episode_seeds[0])
     returns = np.zeros(n_episodes)
     lengths = np.zeros(n_episodes, dtype=np.int64)

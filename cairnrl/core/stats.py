@@ -52,3 +52,120 @@ def stratified_bootstrap_ci(
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(resampled, [alpha, 1.0 - alpha])
     return point, float(low), float(high)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# rliable's aggregate metrics (Agarwal et al., 2021, Section 4 and Fig. 9) on a ``[n_runs, n_tasks]`` matrix of
+# normalised scores: each function below equals the rliable function named in its docstring for equal run counts.
+def score_matrix(scores: Sequence[Sequence[float]] | np.ndarray, name: str = "scores") -> np.ndarray:
+    """``scores`` as a float ``[n_runs, n_tasks]`` array (a 1-D input is one task); NaN or empty raises."""
+    matrix = np.asarray(scores, dtype=np.float64)
+    if matrix.ndim == 1:
+        matrix = matrix[:, None]
+    if matrix.ndim != 2 or 0 in matrix.shape:
+        raise ValueError(f"{name} must be a non-empty [n_runs, n_tasks] array, got shape {matrix.shape}")
+    if np.isnan(matrix).any():
+        raise ValueError(f"{name} contains NaN; drop or impute missing runs first")
+    return matrix
+
+
+def aggregate_mean(scores: np.ndarray) -> float:
+    """Mean over tasks of the per-task mean score (``rliable.metrics.aggregate_mean``)."""
+    return float(np.mean(score_matrix(scores).mean(axis=0)))
+
+
+def aggregate_median(scores: np.ndarray) -> float:
+    """Median over tasks of the per-task mean score (``rliable.metrics.aggregate_median``)."""
+    return float(np.median(score_matrix(scores).mean(axis=0)))
+
+
+def aggregate_iqm(scores: np.ndarray) -> float:
+    """Interquartile mean of all runs x tasks pooled (``rliable.metrics.aggregate_iqm``)."""
+    return iqm(score_matrix(scores))
+
+
+def optimality_gap(scores: np.ndarray, gamma: float = 1.0) -> float:
+    """``gamma - mean(min(score, gamma))``: how far runs fall short of the target, excess above it not counting
+    (``rliable.metrics.aggregate_optimality_gap``; gamma = 1 is the optimum for min-max normalised scores)."""
+    return float(gamma - np.mean(np.minimum(score_matrix(scores), gamma)))
+
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
+    """P(X > Y) + P(X = Y) / 2 for a random run of X and one of Y on the same task, averaged over tasks
+    (the Mann-Whitney U statistic per task, ``rliable.metrics.probability_of_improvement``)."""
+    first, second = score_matrix(x, "x"), score_matrix(y, "y")
+    if first.shape[1] != second.shape[1]:
+        raise ValueError(f"x and y must cover the same tasks, got {first.shape[1]} and {second.shape[1]} columns")
+    greater = (first[:, None, :] > second[None, :, :]).mean(axis=(0, 1))
+    equal = (first[:, None, :] == second[None, :, :]).mean(axis=(0, 1))
+    return float(np.mean(greater + 0.5 * equal))
+
+
+def performance_profile(scores: np.ndarray, taus: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Score distribution: for each tau, the fraction of runs scoring above tau, averaged over tasks
+    (``rliable.library.create_performance_profile`` with ``use_score_distribution=True``)."""
+    matrix = score_matrix(scores)
+    thresholds = np.asarray(taus, dtype=np.float64).ravel()
+    return (matrix[None, :, :] > thresholds[:, None, None]).mean(axis=1).mean(axis=1)
+
+
+def stratified_bootstrap_intervals(
+    scores: np.ndarray,
+    statistic: Callable[[np.ndarray], np.ndarray | float],
+    *,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Point estimates and percentile CIs of a (possibly vector-valued) ``statistic``.
+
+    ``scores`` is ``[n_runs, n_tasks, ...]`` (trailing axes, e.g. evaluation points, travel with each run); every
+    resample draws runs with replacement within each task, as :func:`stratified_bootstrap_ci` does.  Returns
+    ``(point, low, high)`` arrays of the statistic's shape.
+    """
+    array = np.asarray(scores, dtype=np.float64)
+    if array.ndim < 2 or array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"scores must be [n_runs, n_tasks, ...] with runs and tasks, got shape {array.shape}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
+        raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}")
+    rng = np.random.default_rng(seed)
+    n_runs, n_tasks = array.shape[:2]
+    point = np.asarray(statistic(array), dtype=np.float64)
+    rows = rng.integers(0, n_runs, size=(n_resamples, n_runs, n_tasks))
+    columns = np.arange(n_tasks)
+    resampled = np.stack([np.asarray(statistic(array[rows[i], columns]), dtype=np.float64)
+                          for i in range(n_resamples)])
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(resampled, [alpha, 1.0 - alpha], axis=0)
+    return point, low, high
+
+
+AGGREGATES: dict[str, Callable[[np.ndarray], float]] = {
+    "IQM": aggregate_iqm,
+    "mean": aggregate_mean,
+    "median": aggregate_median,
+    "optimality gap": optimality_gap,
+}
+
+
+def aggregate_intervals(
+    scores: np.ndarray, *, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> dict[str, tuple[float, float, float]]:
+    """IQM, mean, median and optimality gap of ``[n_runs, n_tasks]`` normalised scores, each with its
+    stratified-bootstrap CI: ``{name: (point, low, high)}`` (rliable's ``get_interval_estimates``)."""
+    matrix = score_matrix(scores)
+    return {
+        name: stratified_bootstrap_ci(matrix, function, n_resamples=n_resamples, confidence=confidence, seed=seed)
+        for name, function in AGGREGATES.items()
+    }
+
+
+def normalize_scores(returns: np.ndarray | float, low: float, high: float) -> np.ndarray:
+    """Min-max normalised scores ``(return - low) / (high - low)``: 0 is e.g. the random policy's return and 1
+    the optimal one (tabular tasks) or D4RL's reference scores (offline MuJoCo, ``cairnrl.data.scores``)."""
+    low, high = float(low), float(high)
+    if not (np.isfinite(low) and np.isfinite(high)) or high == low:
+        raise ValueError(f"normalisation needs finite reference scores with high != low, got low={low}, high={high}")
+    return (np.asarray(returns, dtype=np.float64) - low) / (high - low)
