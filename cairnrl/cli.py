@@ -155,11 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of acting greedily")
     evaluate.set_defaults(func=_eval)
 
+    from cairnrl.bench.cli import register as register_bench
     from cairnrl.data.cli import register as register_data
     from cairnrl.hpo.cli import register as register_tune
 
     register_data(commands)
     register_tune(commands)
+    register_bench(commands)
     return parser
 
 

@@ -1,0 +1,10 @@
+"""The benchmark harness: declared experiments, a resumable parallel runner, honest aggregates, plots and the
+BENCHMARKS.md generator (``cairnrl bench``; scripts live in the repository's ``benchmarks/`` folder).
+"""
+
+from __future__ import annotations
+
+from cairnrl.bench.experiment import Experiment, RunContext, RunResult, RunSpec, Summary
+from cairnrl.bench.runner import load_results, run_experiment
+
+__all__ = ["Experiment", "RunContext", "RunResult", "RunSpec", "Summary", "load_results", "run_experiment"]

@@ -1,0 +1,143 @@
+"""The harness: run records, resuming, restarting interrupted or changed runs, failures, parallel workers, CLI."""
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import bench_toy
+import pytest
+
+from cairnrl.bench import RunSpec, load_results, run_experiment
+from cairnrl.bench.cli import list_benchmarks, main, register, run_benchmark
+from cairnrl.bench.experiment import Experiment
+from cairnrl.bench.runner import experiment_reference
+from cairnrl.exceptions import CairnError, ConfigError
+
+
+def _executions(out: Path) -> list[str]:
+    log = out / bench_toy.EXECUTIONS
+    return log.read_text().split() if log.exists() else []
+
+
+def test_serial_suite_writes_one_record_per_run_and_resumes(tmp_path):
+    results = run_experiment(bench_toy.EXPERIMENT, tmp_path, quick=True, progress=False, command="cairnrl bench toy")
+    assert len(results) == 8 and len(_executions(tmp_path)) == 8
+    run_dir = tmp_path / "runs" / "hard__slow__seed1"
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "finished" and record["seed"] == 1 and record["bench_command"] == "cairnrl bench toy"
+    assert record["hyperparameters"] == {"tau": 800.0, "budget": 1000, "eval_freq": 100}
+    for key in ("command", "git_commit", "versions", "machine", "start_time", "end_time", "fingerprint"):
+        assert key in record
+    assert record["versions"]["stable-baselines3"] and record["versions"]["torch"]
+    rows = (run_dir / "evaluations.csv").read_text().splitlines()
+    assert rows[0] == "timesteps,normalized" and len(rows) == 12
+    assert list(run_dir.glob("events.out.tfevents.*")), "TensorBoard events are missing"
+
+    again = run_experiment(bench_toy.EXPERIMENT, tmp_path, quick=True, progress=False)
+    assert len(_executions(tmp_path)) == 8, "finished runs must be skipped"
+    assert [r.result for r in again] == [r.result for r in results]
+
+
+def test_interrupted_and_changed_runs_start_again_cleanly(tmp_path):
+    run_experiment(bench_toy.EXPERIMENT, tmp_path, quick=True, progress=False)
+    runs = tmp_path / "runs"
+    # An interrupted run: the folder is still ".partial" and the final one is missing.
+    shutil.move(runs / "easy__fast__seed0", runs / "easy__fast__seed0.partial")
+    # A finished run whose declaration changed since (its recorded fingerprint no longer matches).
+    record_path = runs / "easy__slow__seed1" / "run.json"
+    record = json.loads(record_path.read_text())
+    record["fingerprint"] = "0" * 64
+    record_path.write_text(json.dumps(record))
+    results = run_experiment(bench_toy.EXPERIMENT, tmp_path, quick=True, progress=False)
+    assert _executions(tmp_path)[8:] == ["easy__fast__seed0", "easy__slow__seed1"]
+    assert len(results) == 8 and not list(runs.glob("*.partial"))
+    assert json.loads(record_path.read_text())["fingerprint"] != "0" * 64
+
+
+def test_a_failing_run_is_named_after_the_others_finish(tmp_path):
+    with pytest.raises(CairnError, match=r"4 of 12 runs .*broken__fast__seed0.*broken on purpose"):
+        run_experiment(bench_toy.BROKEN, tmp_path, quick=True, progress=False)
+    assert len(load_results(bench_toy.BROKEN, tmp_path, quick=True)) == 8
+    assert not list((tmp_path / "runs").glob("broken*"))
+
+
+def test_parallel_workers_give_the_serial_results_and_report_failures(tmp_path):
+    serial = run_experiment(bench_toy.EXPERIMENT, tmp_path / "serial", quick=True, progress=False)
+    parallel = tmp_path / "parallel"
+    # BROKEN declares the same 8 runs plus 4 on a task that always fails.
+    with pytest.raises(CairnError, match="broken on purpose"):
+        run_experiment(bench_toy.BROKEN, parallel, quick=True, workers=2, progress=False)
+    assert sorted(_executions(parallel)) == sorted(r.spec.run_id for r in serial)
+    results = load_results(bench_toy.BROKEN, parallel, quick=True)
+    assert {r.spec.run_id: r.result for r in results} == {r.spec.run_id: r.result for r in serial}
+
+
+def test_run_specs_and_experiments_are_validated():
+    with pytest.raises(ConfigError, match="seed"):
+        RunSpec(task="a", algorithm="b", seed=-1)
+    with pytest.raises(ConfigError, match="JSON"):
+        RunSpec(task="a", algorithm="b", seed=0, config={"x": object()})
+    with pytest.raises(ConfigError, match="steps"):
+        RunSpec(task="a", algorithm="b", seed=0, steps=0)
+    spec = RunSpec(task="lock 5", algorithm="sb3-ppo[n_steps=128]", seed=3, config={"a": [1, 2]})
+    assert spec.run_id == "lock_5__sb3-ppo_n_steps=128___seed3"
+    assert RunSpec.from_json(spec.to_json()) == spec and spec.family == spec.algorithm
+    duplicate = Experiment(name="dup", description="", runs=lambda quick: [spec, spec],
+                           execute=bench_toy.execute, summarize=bench_toy.summarize)
+    with pytest.raises(ConfigError, match="twice"):
+        duplicate.specs(True)
+    with pytest.raises(ConfigError, match="name"):
+        Experiment(name="Bad Name", description="", runs=bench_toy.runs, execute=bench_toy.execute,
+                   summarize=bench_toy.summarize)
+    with pytest.raises(ConfigError, match="workers"):
+        run_experiment(bench_toy.EXPERIMENT, "unused", workers=0)
+    assert experiment_reference(bench_toy.EXPERIMENT)[::2] == ("bench_toy", "EXPERIMENT")
+    with pytest.raises(ConfigError, match="module-level"):
+        experiment_reference(duplicate)
+
+
+def _benchmarks_folder(root: Path) -> Path:
+    folder = root / "toybench"
+    folder.mkdir()
+    (folder / "__init__.py").write_text("")
+    (folder / "toy.py").write_text('"""Toy benchmark for the CLI test."""\nfrom bench_toy import EXPERIMENT\n')
+    (folder / "helper.py").write_text('"""Not a benchmark: declares no EXPERIMENT."""\nVALUE = 1\n')
+    return folder
+
+
+def test_cli_lists_runs_publishes_and_regenerates_benchmarks_md(tmp_path, monkeypatch, capsys):
+    folder = _benchmarks_folder(tmp_path)
+    monkeypatch.setenv("CAIRNRL_BENCHMARKS_DIR", str(folder))
+    assert list_benchmarks(folder) == {"toy": "Toy benchmark for the CLI test."}
+    assert main(["--list"]) == 0 and "toy" in capsys.readouterr().out
+    assert main(["nope"]) == 2 and "unknown benchmark 'nope'" in capsys.readouterr().err
+    assert main([]) == 2
+
+    out = tmp_path / "out"
+    assert main(["toy", "--quick", "--out", str(out), "--no-progress"]) == 0
+    published = folder / "results" / "toy" / "quick"
+    summary = json.loads((published / "summary.json").read_text())
+    assert summary["command"] == f"cairnrl bench toy --quick --workers 1 --out {out}"
+    assert summary["n_runs"] == summary["n_executed"] == 8 and set(summary["numbers"]) == {"fast", "slow"}
+    run_seconds = sum(json.loads(path.read_text())["wall_time_s"] for path in out.glob("runs/*/run.json"))
+    assert summary["summed_run_time_s"] == round(run_seconds, 1)
+    assert summary["numbers"]["fast"] > summary["numbers"]["slow"]  # tau is 4x smaller for "fast"
+    assert (published / "curves.png").stat().st_size > 1000
+    document = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "## toy (quick)" in document and "toybench/results/toy/quick/curves.png" in document
+    assert f"`cairnrl bench toy --quick --workers 1 --out {out}`" in document
+
+    assert "all 8 runs executed in it" in document
+    assert main(["toy", "--quick", "--out", str(out), "--no-progress"]) == 0  # resumes: nothing runs again
+    assert "0 of 8 runs executed in it" in (tmp_path / "BENCHMARKS.md").read_text()
+    (tmp_path / "BENCHMARKS.md").unlink()
+    assert main(["--report"]) == 0 and "## toy (quick)" in (tmp_path / "BENCHMARKS.md").read_text()
+
+
+def test_register_adds_the_bench_subcommand():
+    parser = argparse.ArgumentParser(prog="cairnrl")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["bench", "sqirl", "--quick", "--workers", "2", "--out", "somewhere"])
+    assert (args.name, args.quick, args.workers, args.out, args.func) == ("sqirl", True, 2, "somewhere", run_benchmark)
+    assert parser.parse_args(["bench", "--list"]).list

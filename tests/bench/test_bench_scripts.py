@@ -1,0 +1,110 @@
+"""The SQIRL and speed benchmark scripts, end to end on tiny budgets."""
+
+import csv
+import math
+
+import numpy as np
+import pytest
+
+import benchmarks.speed as speed
+import benchmarks.sqirl as sqirl
+from cairnrl.bench import run_experiment
+from cairnrl.bench.tabular_eval import ExactEvaluator
+from cairnrl.exceptions import ConfigError
+
+
+def test_lock_corridor_is_a_k1_task_with_cell_dependent_actions():
+    mdp = sqirl.make_lock_corridor(length=6, n_actions=3, seed=0, sticky_p=0.0)
+    evaluator = ExactEvaluator(mdp)
+    assert evaluator.optimal_return() == pytest.approx(1.0)  # 6 new cells * 0.5 / 6 + goal bonus 0.5
+    assert evaluator.expected_return(evaluator.observable_optimal_policy()) == pytest.approx(1.0)
+    # Taking the cell's key everywhere is optimal; any single action everywhere is not.
+    key = np.random.default_rng(0).integers(0, 3, size=6)
+    _, position = np.tril_indices(6)
+    assert evaluator.expected_return(np.append(key[position], 0)) == pytest.approx(1.0)
+    for action in range(3):
+        assert evaluator.expected_return(np.full(evaluator.n_states, action)) < 0.9
+    info = sqirl.task_info("lock-5")
+    assert info["min_k"] == 1 and info["optimal_return"] < 1.0 and info["random_return"] < 0.2  # sticky p = 0.25
+
+
+def test_declared_suites():
+    quick = sqirl.runs(quick=True)
+    assert len(quick) == len(sqirl.QUICK_TASKS) * 3 * len(sqirl.SEEDS["quick"])
+    assert {spec.algorithm for spec in quick} == {"sqirl", "sb3-ppo", "sb3-dqn"}
+    full = sqirl.runs(quick=False)
+    assert "sqirl[planning_depth=3,episodes_per_timestep=256]" in {spec.algorithm for spec in full}
+    assert {spec.family for spec in full} == {"sqirl", "sb3-ppo", "sb3-dqn"}
+    assert all(spec.steps == sqirl.BUDGET["full"] for spec in full)
+    pairs = [(spec.family, spec.seed) for spec in speed.runs(quick=True)]
+    assert pairs[:4] == [("cairnrl", 0), ("peer", 0), ("peer", 1), ("cairnrl", 1)]  # interleaved, alternating
+
+
+def test_minigrid_tasks_are_optional(monkeypatch):
+    monkeypatch.setattr(sqirl, "minigrid_available", lambda: False)
+    assert not [task for task in sqirl.available_tasks(sqirl.FULL_TASKS) if task.startswith("minigrid")]
+    monkeypatch.setattr(sqirl, "minigrid_available", lambda: True)
+    assert "minigrid-empty-5x5" in sqirl.available_tasks(sqirl.FULL_TASKS)
+
+
+def test_unattainable_optimum_is_rejected(monkeypatch):
+    monkeypatch.setitem(sqirl.TASKS, "fake", {"lock": {"length": 4, "seed": 0}})
+    monkeypatch.setattr(ExactEvaluator, "observable_optimal_policy",
+                        lambda self: np.zeros((self.horizon, self.n_states), dtype=np.int64))
+    with pytest.raises(ConfigError, match="attains the optimum"):
+        sqirl.task_info.__wrapped__("fake")
+
+
+def test_sqirl_benchmark_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setattr(sqirl, "QUICK_TASKS", ["trap-1", "lock-5"])
+    monkeypatch.setitem(sqirl.SEEDS, "quick", [0])
+    monkeypatch.setitem(sqirl.BUDGET, "quick", 1500)
+    monkeypatch.setitem(sqirl.EVAL_FREQ, "quick", 500)
+    # A grid of two SQIRL configurations: the sample complexity of a task is the better one's.
+    grid = [{**sqirl.SQIRL, "planning_depth": k, "episodes_per_timestep": 16} for k in (1, 2)]
+    monkeypatch.setitem(sqirl.ALGORITHMS, "quick", {**sqirl.ALGORITHMS["quick"], "sqirl": grid})
+    results = run_experiment(sqirl.EXPERIMENT, tmp_path, quick=True, progress=False)
+    assert len(results) == 8
+    for result in results:
+        assert result.result["n_evaluations"] >= 2
+        rows = result.evaluations()
+        assert int(rows[0]["timesteps"]) == 0 and int(rows[-1]["timesteps"]) == result.result["timesteps"]
+        solved = [int(row["timesteps"]) for row in rows if row["solved"] == "True"]
+        assert result.result["first_solved"] == (solved[0] if solved else None)
+    summary = sqirl.summarize(results, tmp_path, quick=True)
+    with (tmp_path / "sample_complexity.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 * 3
+    for row in rows:
+        if row["family"] == "sqirl":
+            configs = [r for r in results if r.spec.task == row["task"] and r.spec.family == "sqirl"]
+            best = min(math.inf if r.result["first_solved"] is None else r.result["first_solved"] for r in configs)
+            assert float(row["median_sample_complexity"]) == best  # one seed: the median is the run's step
+    assert set(summary.numbers["aggregates"]) == {"sqirl[planning_depth=1,episodes_per_timestep=16]",
+                                                  "sqirl[planning_depth=2,episodes_per_timestep=16]",
+                                                  "sb3-ppo", "sb3-dqn"}
+    assert "Best configuration per task" in summary.markdown
+    assert {"sample_complexity.png", "learning_curves.png", "final_score_intervals.png",
+            "performance_profiles.png"} <= set(summary.files)
+    assert set(summary.numbers["spearman"]) == {"sqirl vs sb3-ppo", "sqirl vs sb3-dqn", "sb3-ppo vs sb3-dqn"}
+    for family, fraction in summary.numbers["fraction_solved"].items():
+        assert 0.0 <= fraction <= 1.0, family
+    assert "| trap-1 | 5 | 2 | 2 |" in summary.markdown
+
+
+def test_speed_benchmark_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setitem(speed.ROUNDS, "quick", 2)
+    monkeypatch.setitem(speed.STEPS, "quick", 800)
+    results = run_experiment(speed.EXPERIMENT, tmp_path, quick=True, progress=False)
+    assert len(results) == 4
+    for result in results:
+        assert result.result["env_steps"] >= 800 and result.result["updates"] > 0
+        assert 0 < result.result["train_seconds"] < result.result["seconds"]
+    summary = speed.summarize(results, tmp_path, quick=True)
+    numbers = summary.numbers["sqirl-vs-dqn"]
+    for metric in speed.METRICS:
+        assert numbers[metric]["ratio_min"] <= numbers[metric]["ratio_median"] <= numbers[metric]["ratio_max"]
+        assert math.isfinite(numbers[metric]["ratio_median"]) and numbers[metric]["rounds"] == 2
+    # Matched workloads: both sides make one gradient update per 4 env steps.
+    for result in results:
+        assert result.result["updates"] == pytest.approx(result.result["env_steps"] / 4, rel=0.2)
