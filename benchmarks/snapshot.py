@@ -36,8 +36,6 @@ first reaches the vanilla arm's final IQM (the paper reports about half the budg
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import sys
@@ -52,6 +50,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from cairnrl.algos.s3rl import PAPER_STUDENT_KWARGS
 from cairnrl.bench.aggregate import curve_arrays, score_matrices
 from cairnrl.bench.experiment import Experiment, RunContext, RunResult, RunSpec, Summary
+from cairnrl.bench.locking import exclusive_lock
 from cairnrl.bench.plots import plot_interval_estimates, plot_learning_curves
 from cairnrl.core.stats import aggregate_intervals, normalize_scores, stratified_bootstrap_intervals
 from cairnrl.exceptions import ConfigError
@@ -163,16 +162,6 @@ def runs(quick: bool) -> list[RunSpec]:
     return specs
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    """An exclusive lock file: parallel workers train and evaluate each teacher once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def teacher_return(env_id: str, spec: dict[str, Any], cache: Path, episodes: int) -> float:
@@ -180,7 +169,7 @@ def teacher_return(env_id: str, spec: dict[str, Any], cache: Path, episodes: int
     from cairnrl import evaluate
     from cairnrl.algos.s3rl import teacher_fingerprint, train_teacher
 
-    with _locked(cache / "teacher.lock"):
+    with exclusive_lock(cache / "teacher.lock"):
         teacher = train_teacher(env_id, spec, cache_dir=cache, device="cpu")
         path = cache / f"teacher-return-{teacher_fingerprint(teacher)}.json"
         if not path.exists():

@@ -8,8 +8,11 @@ ratio is taken within each round before the median over rounds, so machine-load 
 
 Metrics per run: env steps/s over the whole ``learn``; collection steps/s (env steps over the time not spent in
 gradient updates: stepping and acting); updates/s (gradient updates over the time spent in the training
-routine).  To add an algorithm, add an entry to ``ENTRIES``.  Offline algorithms against d3rlpy need a runner in
-a separate virtual environment (d3rlpy pins an old gymnasium) and are not measured yet.
+routine).  To add an algorithm, add an entry to ``ENTRIES``.  S3RL trains unmodified SB3 students (its speed is
+SB3's) and SEQUOIA has no open-source peer (the reference needs Gurobi; ``cairnrl bench sequoia`` records its
+training times and ``cairnrl bench sequoia_solvers`` its solve times).  d3rlpy's gradient updates/s for BC, IQL and
+CQL, measured in its own virtual environment, are in ``cairnrl bench offline_peers``, ready to pair with cairnrl's
+offline algorithms when they land.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """cairnrl algorithms, all with SB3's verbs (learn, predict, save, load)."""
 
 from cairnrl.algos.s3rl import S3RL
+from cairnrl.algos.sequoia import SEQUOIA
 from cairnrl.algos.sqirl import SQIRL
 
-ALGORITHMS = {"s3rl": S3RL, "sqirl": SQIRL}
+ALGORITHMS = {"s3rl": S3RL, "sequoia": SEQUOIA, "sqirl": SQIRL}
 
-__all__ = ["ALGORITHMS", "S3RL", "SQIRL"]
+__all__ = ["ALGORITHMS", "S3RL", "SEQUOIA", "SQIRL"]

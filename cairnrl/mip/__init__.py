@@ -3,7 +3,7 @@
 from cairnrl.mip.argmax import ArgmaxResult, ArgmaxSolver, SolverFallbackWarning, argmax_action
 from cairnrl.mip.encoding import ReluNetwork, encode_q_network
 from cairnrl.mip.feasible import FeasibleSet, budget_set
-from cairnrl.mip.heuristic import HeuristicResult, local_search_argmax
+from cairnrl.mip.heuristic import FAST_DEFAULTS, fast_argmax, fast_options
 from cairnrl.mip.model import CompiledModel, MILPModel
 from cairnrl.mip.solvers import (
     MILPSolver,
@@ -15,11 +15,11 @@ from cairnrl.mip.solvers import (
 )
 
 __all__ = [
+    "FAST_DEFAULTS",
     "ArgmaxResult",
     "ArgmaxSolver",
     "CompiledModel",
     "FeasibleSet",
-    "HeuristicResult",
     "MILPModel",
     "MILPSolver",
     "ReluNetwork",
@@ -31,6 +31,7 @@ __all__ = [
     "argmax_action",
     "budget_set",
     "encode_q_network",
+    "fast_argmax",
+    "fast_options",
     "get_solver",
-    "local_search_argmax",
 ]

@@ -28,7 +28,7 @@ from cairnrl.core.validation import check_bool, check_choice, check_int
 from cairnrl.exceptions import ConfigError
 from cairnrl.mip.encoding import BOUND_TIGHTENING, INPUT_ORDERS, ReluNetwork, encode_q_network, network_inputs
 from cairnrl.mip.feasible import FeasibleSet
-from cairnrl.mip.heuristic import HeuristicResult, local_search_argmax
+from cairnrl.mip.heuristic import fast_argmax, fast_options
 from cairnrl.mip.model import MILPModel
 from cairnrl.mip.solvers import MILPSolver, SolveOptions, SolverError, get_solver
 
@@ -207,13 +207,19 @@ class ArgmaxSolver:
                 self._cache.popitem(last=False)
         return result
 
-    def solve_heuristic(self, state: np.ndarray, rng: np.random.Generator, **options: Any) -> HeuristicResult:
-        """The fast approximate maximiser (:func:`~cairnrl.mip.heuristic.local_search_argmax`) with this
-        solver's network and feasible set; ``options`` go to that function (``n_samples``, ``n_starts``, ...)."""
-        return local_search_argmax(
-            self.network, state, self.feasible_set, rng, input_order=self.input_order, maximize=self.maximize,
-            **options,
-        )
+    def solve_heuristic(
+        self, states: np.ndarray, rng: np.random.Generator, **options: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The fast approximate maximiser (:func:`~cairnrl.mip.heuristic.fast_argmax`) with this solver's network,
+        feasible set, input order and sense, for one state ``(S,)`` or a batch ``(n, S)`` at once.
+
+        :param options: search options of that function (``n_samples``, ``n_starts``, ``max_moves``,
+            ``max_checks``, ``n_kicks``, ``kick_branches``).
+        :returns: actions ``(n, N)`` and their network values ``(n,)`` (``n = 1`` for one state); not memoised.
+        """
+        search = fast_options(options, name="solve_heuristic options")
+        return fast_argmax(self.network, states, self.feasible_set, rng, input_order=self.input_order,
+                           maximize=self.maximize, **search)
 
     def solve_batch(self, states: np.ndarray) -> list[ArgmaxResult]:
         """:meth:`solve` for each row of ``states``; repeated states are solved once."""

@@ -19,6 +19,12 @@ CASES = {
          "student_kwargs": {"learning_starts": 40, "batch_size": 16, "policy_kwargs": {"net_arch": [16]}}},
         100,
     ),
+    "sequoia": (
+        "cairnrl/CoRMAB-Capacity-v0",
+        {"net_arch": [16, 16], "warm_start_epochs": 2, "warm_start_random_states": 40, "target_update_interval": 20,
+         "target_check_interval": 5, "exploration_decay": 20.0},
+        40,
+    ),
     "sqirl": ("CartPole-v1", {"episodes_per_timestep": 2, "n_epochs": 2, "net_arch": [16]}, 120),
 }
 
