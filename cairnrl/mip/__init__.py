@@ -11,6 +11,7 @@ from cairnrl.mip.solvers import (
     SolverError,
     SolveResult,
     SolverUnavailableError,
+    available_solvers,
     get_solver,
 )
 
@@ -29,6 +30,7 @@ __all__ = [
     "SolverFallbackWarning",
     "SolverUnavailableError",
     "argmax_action",
+    "available_solvers",
     "budget_set",
     "encode_q_network",
     "fast_argmax",

@@ -380,3 +380,15 @@ def get_solver(solver: str | MILPSolver) -> MILPSolver:
     if not isinstance(solver, str) or solver not in _SOLVERS:
         raise ConfigError(f"solver must be one of {sorted(_SOLVERS)} or a MILPSolver instance, got {solver!r}")
     return _SOLVERS[solver]()
+
+
+def available_solvers() -> list[str]:
+    """The backend names whose Python package is installed here (``"highs"`` always is)."""
+    names = []
+    for name in _SOLVERS:
+        try:
+            get_solver(name)
+        except SolverUnavailableError:
+            continue
+        names.append(name)
+    return names

@@ -23,6 +23,7 @@ from cairnrl.mip import (
     encode_q_network,
 )
 from cairnrl.mip.encoding import first_layer_bounds, network_inputs
+from cairnrl.mip.solvers import available_solvers
 
 ENVS = [
     MultipleInterventionsEnv(n_arms=8, n_interventions=7, budget=3, instance_seed=2),
@@ -60,6 +61,21 @@ def test_argmax_equals_brute_force_on_every_problem(env):
         assert bool(env.is_feasible(result.action[None])[0])
         assert result.value == pytest.approx(values.max(), abs=1e-5)
         assert result.objective == pytest.approx(result.value, abs=1e-6)  # the encoding is exact
+
+
+@pytest.mark.parametrize("solver", available_solvers())
+def test_every_installed_backend_finds_the_brute_force_argmax_within_the_gap(solver):
+    env = ENVS[3]
+    actions = env.problem.enumerate_feasible()
+    rng = np.random.default_rng(1)
+    for trial in range(3):
+        net = make_net(env.n_actions + env.n_arms, seed=trial)
+        state = rng.integers(0, 4, env.n_arms)
+        argmax = ArgmaxSolver(net, env, solver=solver, method="milp", cache_size=0)
+        result = argmax.solve(state)
+        assert result.status == "optimal" and not result.fallback
+        assert bool(env.is_feasible(result.action[None])[0])
+        assert result.value >= torch_q(net, actions, state).max() - argmax.options.abs_gap - 1e-6
 
 
 @pytest.mark.parametrize("bound_tightening", ["interval", "lp"])

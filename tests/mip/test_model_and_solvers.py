@@ -9,7 +9,7 @@ import pytest
 
 from cairnrl.exceptions import ConfigError
 from cairnrl.mip import MILPModel, SolveOptions, SolverUnavailableError, get_solver
-from cairnrl.mip.solvers import HighsSolver
+from cairnrl.mip.solvers import HighsSolver, available_solvers
 
 
 def knapsack() -> MILPModel:
@@ -21,18 +21,7 @@ def knapsack() -> MILPModel:
     return model
 
 
-def solvers_available() -> list[str]:
-    names = ["highs"]
-    for name, module in (("scip", "pyscipopt"), ("ortools", "ortools"), ("gurobi", "gurobipy")):
-        try:
-            __import__(module)
-            names.append(name)
-        except ImportError:
-            continue
-    return names
-
-
-@pytest.mark.parametrize("name", solvers_available())
+@pytest.mark.parametrize("name", available_solvers())
 def test_backends_solve_a_small_knapsack(name):
     result = get_solver(name).solve(knapsack().compile(), SolveOptions(time_limit=10.0))
     assert result.status == "optimal"
@@ -40,7 +29,7 @@ def test_backends_solve_a_small_knapsack(name):
     assert result.objective == pytest.approx(8.5) and result.gap <= 1e-6
 
 
-@pytest.mark.parametrize("name", solvers_available())
+@pytest.mark.parametrize("name", available_solvers())
 def test_backends_report_infeasibility(name):
     model = knapsack()
     cols = np.arange(3)
