@@ -23,7 +23,8 @@ Scales (``CAIRNRL_SNAPSHOT_SCALE`` selects the full mode's scale; workers inheri
   nothing about the method.
 * default (``cairnrl bench snapshot [--workers 2]``): Hopper-v5; SAC (20k steps, snapshot phase 2k) and PPO
   (100k steps, phase 10k) students, 3 seeds; teachers SAC 40k / PPO 200k steps; vanilla, s3rl and (SAC)
-  snapshotrl. About 45 minutes on one core of this 2-core machine, about 25 with ``--workers 2``.
+  snapshotrl. Estimated 40-45 minutes on one free core of this 2-core machine, about 25 with ``--workers 2``;
+  measured: 79 minutes with ``--workers 1`` while three other CPU-bound jobs shared the two cores.
 * paper (``python -m benchmarks.snapshot --paper`` or ``CAIRNRL_SNAPSHOT_SCALE=paper cairnrl bench snapshot
   --out results/bench/snapshot/paper``): Hopper, HalfCheetah and Walker2d v5; TD3, SAC and PPO students with the
   reference's CleanRL settings (:data:`cairnrl.algos.s3rl.PAPER_STUDENT_KWARGS`), 1M steps with a 100k

@@ -64,7 +64,7 @@ from torch import nn
 
 from cairnrl.algos.rmab_baselines import problem_of
 from cairnrl.algos.sequoia.replay import REPLAY_MODES, ReplayMemory
-from cairnrl.algos.sequoia.targets import TARGET_MODES, TargetMaximizer, TargetStatistics, check_fast_options
+from cairnrl.algos.sequoia.targets import TARGET_MODES, TargetMaximizer, TargetStatistics
 from cairnrl.algos.sequoia.warm_start import fit_myopic, warm_start_dataset
 from cairnrl.core import checkpoint as ckpt
 from cairnrl.core.base import BaseAlgorithm, GymEnv, check_policy
@@ -76,6 +76,7 @@ from cairnrl.envs.cormab.base import CoRMABProblem
 from cairnrl.envs.cormab.chain import N_STATES
 from cairnrl.exceptions import ConfigError, EnvError
 from cairnrl.mip.argmax import METHODS, ArgmaxSolver
+from cairnrl.mip.heuristic import fast_options
 from cairnrl.mip.solvers import get_solver
 
 _EPISODE_SEED_KEY = 20
@@ -228,7 +229,7 @@ class SEQUOIA(BaseAlgorithm):
                                                       low=0.0, high=1.0)
         self.target_maximizer = check_choice("target_maximizer", target_maximizer, TARGET_MODES)
         self.target_check_interval = check_int("target_check_interval", target_check_interval, minimum=0)
-        self._fast_options = check_fast_options(fast_target_kwargs)
+        self._fast_options = fast_options(fast_target_kwargs, name="fast_target_kwargs")
         self.fast_target_kwargs = None if fast_target_kwargs is None else dict(fast_target_kwargs)
         self.relaxed_targets = check_bool("relaxed_targets", relaxed_targets)
         if not isinstance(solver, str):

@@ -16,7 +16,6 @@ that produced it, and :class:`TargetMaximizer` leaves it to the caller to clear 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from torch import nn
@@ -24,15 +23,9 @@ from torch import nn
 from cairnrl.core.validation import check_choice
 from cairnrl.mip.argmax import ArgmaxSolver
 from cairnrl.mip.feasible import FeasibleSet
-from cairnrl.mip.heuristic import fast_argmax, fast_options, q_values
+from cairnrl.mip.heuristic import fast_argmax, q_values
 
 TARGET_MODES = ("fast", "exact")
-
-
-def check_fast_options(options: dict[str, Any] | None) -> dict[str, int]:
-    """SEQUOIA's ``fast_target_kwargs`` merged over :data:`cairnrl.mip.heuristic.FAST_DEFAULTS` and validated
-    (:func:`cairnrl.mip.heuristic.fast_options` under that parameter's name)."""
-    return fast_options(options, name="fast_target_kwargs")
 
 
 @dataclass
