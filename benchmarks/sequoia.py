@@ -59,7 +59,9 @@ SEQUOIA_CONFIGS: dict[str, dict[str, Any]] = {
 COMMON = {"quick": {"warm_start_epochs": 10}, "full": {}}
 BASELINES = ["null", "random", "sampling", "myopic", "iterative_myopic", "whittle"]
 OUR_BASELINES = ["whittle"]  # not in the paper: SEQUOIA's headline improvement is also reported without it
-LEARNED_BASELINES = ["iterative_dqn"]  # evaluated inside the SEQUOIA run, with its trained network
+LEARNED_BASELINES = ["iterative_dqn"]
+BASELINE_SET_LABELS = {"paper": "the paper's", "paper-fixed": "the paper's without iterative DQN",
+                       "all": "all, with whittle"}  # evaluated inside the SEQUOIA run, with its trained network
 SEQUOIA_METHODS = list(SEQUOIA_CONFIGS)
 CONFIDENCE = 0.95
 N_RESAMPLES = 2000
@@ -218,6 +220,9 @@ def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summar
     intervals = {(p, m): _bootstrap_mean(scores[(p, m)], rng) for p in problems for m in methods}
     baseline_sets = {
         "paper": [m for m in methods if m not in SEQUOIA_METHODS and m not in OUR_BASELINES],
+        # Iterative DQN greedily maximises SEQUOIA's own network, so it measures the MILP's gain over greedy on that
+        # network rather than a rival method; this set leaves it out.
+        "paper-fixed": [m for m in methods if m not in SEQUOIA_METHODS + OUR_BASELINES + LEARNED_BASELINES],
         "all": [m for m in methods if m not in SEQUOIA_METHODS],
     }
     improvements = {
@@ -274,14 +279,15 @@ def _markdown(mode, problems, seeds, methods, intervals, improvements, numbers) 
     for method in methods:
         lines.append(f"| {method} | " + " | ".join(_fmt(intervals[(p, method)]) for p in problems) + " |")
     lines += ["", "Improvement over the best baseline of each problem (the paper reports 24.8% on average over its own "
-              "baselines; `whittle` is our addition, so it is compared both ways):", "",
+              "baselines; iterative DQN is greedy on SEQUOIA's own network and `whittle` is our addition, so three baseline "
+              "sets are shown):", "",
               "| method | baselines | " + " | ".join(problems) + " | average [95% paired bootstrap CI] |",
               "| --- | --- | " + " | ".join("---" for _ in problems) + " | --- |"]
     for (method, baseline_set), (per_problem, average, best) in improvements.items():
         cells = [f"{100 * per_problem[p]:+.1f}% (vs {best[p]})" for p in problems]
         point, low, high = (100 * value for value in average)
         interval = f"{point:+.1f}%" if math.isnan(low) else f"{point:+.1f}% [{low:+.1f}%, {high:+.1f}%]"
-        label = "the paper's" if baseline_set == "paper" else "all, with whittle"
+        label = BASELINE_SET_LABELS[baseline_set]
         lines.append(f"| {method} | {label} | " + " | ".join(cells) + f" | {interval} |")
     checks, acting = numbers["target_checks"], numbers["acting"]
     if checks["states"]:
