@@ -279,8 +279,8 @@ def _markdown(mode, problems, seeds, methods, intervals, improvements, numbers) 
     for method in methods:
         lines.append(f"| {method} | " + " | ".join(_fmt(intervals[(p, method)]) for p in problems) + " |")
     lines += ["", "Improvement over the best baseline of each problem (the paper reports 24.8% on average over its own "
-              "baselines; iterative DQN is greedy on SEQUOIA's own network and `whittle` is our addition, so three baseline "
-              "sets are shown):", "",
+              "baselines; iterative DQN is greedy on SEQUOIA's own network and `whittle` is our addition, so three "
+              "baseline sets are shown):", "",
               "| method | baselines | " + " | ".join(problems) + " | average [95% paired bootstrap CI] |",
               "| --- | --- | " + " | ".join("---" for _ in problems) + " | --- |"]
     for (method, baseline_set), (per_problem, average, best) in improvements.items():
