@@ -160,7 +160,9 @@ def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summar
     figure = plot_bars(list(ENTRIES), {TITLES[metric]: values for metric, values in ratio_medians.items()},
                        report_dir / "speed_ratios.png", ylabel="cairnrl / peer (median)", reference=1.0,
                        title="throughput ratio")
-    lines += ["", "Offline algorithms vs d3rlpy: not measured yet (needs a runner in its own virtual environment).",
+    lines += ["", "S3RL trains unmodified SB3 students and SEQUOIA has no open-source peer (see the sequoia and "
+              "sequoia_solvers sections); d3rlpy's updates/s, the reference for cairnrl's offline algorithms once they "
+              "exist, are in the offline_peers section.",
               "", "![speed ratios]({figures}/speed_ratios.png)"]
     return Summary(markdown="\n".join(lines), files=["speed.csv", figure.name], numbers=numbers)
 
