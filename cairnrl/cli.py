@@ -165,15 +165,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``cairnrl`` console script."""
-    parser = build_parser()
+def run_parser(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse ``argv`` and run the chosen command; a :class:`CairnError` becomes one line on stderr and exit code 2."""
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except CairnError as error:
         print(f"cairnrl: error: {error}", file=sys.stderr)
         return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``cairnrl`` console script."""
+    return run_parser(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -120,11 +120,11 @@ class _MILPPolicy(RMABPolicy):
     def __init__(
         self,
         env: Any,
-        solver: str | MILPSolver,
-        time_limit: float | None,
-        abs_gap: float | None,
-        seed: int,
-        fallback_samples: int,
+        solver: str | MILPSolver = "highs",
+        time_limit: float | None = 10.0,
+        abs_gap: float | None = None,
+        seed: int = 0,
+        fallback_samples: int = 100,
     ) -> None:
         super().__init__(env)
         self.solver = get_solver(solver)
@@ -174,17 +174,6 @@ class MyopicPolicy(_MILPPolicy):
     :param seed: solver seed and fallback sampler seed.
     :param fallback_samples: random feasible actions scored if the MILP returns nothing.
     """
-
-    def __init__(
-        self,
-        env: Any,
-        solver: str | MILPSolver = "highs",
-        time_limit: float | None = 10.0,
-        abs_gap: float | None = None,
-        seed: int = 0,
-        fallback_samples: int = 100,
-    ) -> None:
-        super().__init__(env, solver, time_limit, abs_gap, seed, fallback_samples)
 
     def _set_objective(self, model: MILPModel, action_cols: np.ndarray, state: np.ndarray) -> None:
         self.problem.add_myopic_objective(model, action_cols, state)

@@ -26,7 +26,7 @@ import cairnrl
 from cairnrl.bench.experiment import Experiment
 from cairnrl.bench.report import publish, write_benchmarks_md, write_summary
 from cairnrl.bench.runner import load_results, run_experiment
-from cairnrl.exceptions import CairnError, ConfigError
+from cairnrl.exceptions import ConfigError
 
 ENV_VARIABLE = "CAIRNRL_BENCHMARKS_DIR"
 REPORT = "report"
@@ -166,13 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     """``cairnrl bench`` as a function: ``main(["sqirl", "--quick"])``."""
     parser = argparse.ArgumentParser(prog="cairnrl bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    from cairnrl.cli import run_parser
+
     _add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except CairnError as error:
-        print(f"cairnrl: error: {error}", file=sys.stderr)
-        return 2
+    return run_parser(parser, argv)
 
 
 def run_script(experiment: Experiment, argv: list[str] | None = None) -> int:

@@ -10,11 +10,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 import torch
 
-from cairnrl.exceptions import CairnError, ConfigError
+from cairnrl.exceptions import ConfigError
 from cairnrl.hpo.results import TuneResult
 from cairnrl.hpo.study import OBJECTIVES, PRUNERS, SAMPLERS
 
@@ -108,14 +107,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``cairnrl tune ...`` on its own (the same parser the ``cairnrl`` command uses)."""
+    from cairnrl.cli import run_parser
+
     parser = argparse.ArgumentParser(prog="cairnrl")
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except CairnError as error:
-        print(f"cairnrl: error: {error}", file=sys.stderr)
-        return 2
+    return run_parser(parser, argv)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,17 @@ _SPEC_KEYS = {
 
 _GAMMAS = [0.95, 0.98, 0.99, 0.995, 0.999]
 _LEARNING_RATE = {"type": "float", "low": 1e-5, "high": 1e-2, "log": True}
+#: SAC and TD3 (off-policy, continuous actions) share one space, as in rl-zoo3.
+_OFF_POLICY_CONTINUOUS = {
+    "learning_rate": _LEARNING_RATE,
+    "batch_size": {"type": "categorical", "choices": [64, 128, 256, 512]},
+    "buffer_size": {"type": "categorical", "choices": [10_000, 100_000, 1_000_000]},
+    "learning_starts": {"type": "categorical", "choices": [100, 1_000, 10_000]},
+    "train_freq": {"type": "categorical", "choices": [1, 4, 8, 16]},
+    "tau": {"type": "categorical", "choices": [0.001, 0.005, 0.01, 0.02, 0.05]},
+    "gamma": {"type": "categorical", "choices": _GAMMAS},
+    "policy_kwargs.net_arch": {"type": "categorical", "choices": [[64, 64], [256, 256], [400, 300]]},
+}
 
 # Modest spaces in the spirit of rl-baselines3-zoo's ``hyperparams_opt.py`` (spec peers.md §1.5), restricted to
 # JSON-representable constructor arguments so a tuned configuration is a plain config file. The zoo's coupled
@@ -60,26 +71,8 @@ SB3_SEARCH_SPACES: dict[str, SearchSpace] = {
         "ent_coef": {"type": "float", "low": 1e-8, "high": 0.1, "log": True},
         "policy_kwargs.net_arch": {"type": "categorical", "choices": [[64, 64], [256, 256]]},
     },
-    "SAC": {
-        "learning_rate": _LEARNING_RATE,
-        "batch_size": {"type": "categorical", "choices": [64, 128, 256, 512]},
-        "buffer_size": {"type": "categorical", "choices": [10_000, 100_000, 1_000_000]},
-        "learning_starts": {"type": "categorical", "choices": [100, 1_000, 10_000]},
-        "train_freq": {"type": "categorical", "choices": [1, 4, 8, 16]},
-        "tau": {"type": "categorical", "choices": [0.001, 0.005, 0.01, 0.02, 0.05]},
-        "gamma": {"type": "categorical", "choices": _GAMMAS},
-        "policy_kwargs.net_arch": {"type": "categorical", "choices": [[64, 64], [256, 256], [400, 300]]},
-    },
-    "TD3": {
-        "learning_rate": _LEARNING_RATE,
-        "batch_size": {"type": "categorical", "choices": [64, 128, 256, 512]},
-        "buffer_size": {"type": "categorical", "choices": [10_000, 100_000, 1_000_000]},
-        "learning_starts": {"type": "categorical", "choices": [100, 1_000, 10_000]},
-        "train_freq": {"type": "categorical", "choices": [1, 4, 8, 16]},
-        "tau": {"type": "categorical", "choices": [0.001, 0.005, 0.01, 0.02, 0.05]},
-        "gamma": {"type": "categorical", "choices": _GAMMAS},
-        "policy_kwargs.net_arch": {"type": "categorical", "choices": [[64, 64], [256, 256], [400, 300]]},
-    },
+    "SAC": _OFF_POLICY_CONTINUOUS,
+    "TD3": _OFF_POLICY_CONTINUOUS,
     "DQN": {
         "learning_rate": _LEARNING_RATE,
         "batch_size": {"type": "categorical", "choices": [16, 32, 64, 128]},
