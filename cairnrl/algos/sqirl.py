@@ -51,7 +51,7 @@ from cairnrl.core.base import BaseAlgorithm, GymEnv, check_policy
 from cairnrl.core.buffers import TransitionBuffer
 from cairnrl.core.envutils import time_limit
 from cairnrl.core.networks import VmapEnsemble, make_encoder, mlp
-from cairnrl.core.seeding import generator_state, restore_generator, spawn_seeds
+from cairnrl.core.seeding import spawn_seeds
 from cairnrl.core.validation import check_bool, check_float, check_int, check_int_tuple
 from cairnrl.exceptions import CheckpointError, ConfigError, EnvError
 
@@ -119,6 +119,7 @@ class SQIRL(BaseAlgorithm):
     """
 
     algorithm_name = "SQIRL"
+    _saved_attributes = ("horizon", "_episodes_started", "_idle_stages")
     # k and m are the knobs the authors tuned (spec A4); the optimiser settings matter on small budgets.
     default_search_space: ClassVar[dict[str, dict[str, Any]]] = {
         "planning_depth": {"type": "int", "low": 1, "high": 3},
@@ -154,6 +155,13 @@ class SQIRL(BaseAlgorithm):
         verbose: int = 0,
         final_eval_episodes: int = 10,
     ) -> None:
+        super().__init__(
+            seed=seed,
+            device=device,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            final_eval_episodes=final_eval_episodes,
+        )
         self.policy = check_policy(policy)
         self.planning_depth = check_int("planning_depth", planning_depth, minimum=1)
         self.episodes_per_timestep = check_int("episodes_per_timestep", episodes_per_timestep, minimum=1)
@@ -178,17 +186,7 @@ class SQIRL(BaseAlgorithm):
                 f"n_envs ({self.n_envs}) must be <= episodes_per_timestep ({self.episodes_per_timestep}): "
                 "envs run in lock-step and each stage collects exactly m episodes"
             )
-        super().__init__(
-            env,
-            n_envs=self._n_envs_for_id(),
-            seed=seed,
-            device=device,
-            tensorboard_log=tensorboard_log,
-            verbose=verbose,
-            final_eval_episodes=final_eval_episodes,
-        )
-        if env is not None:
-            self._setup_model()
+        self._initialize(env)
 
     # ------------------------------------------------------------------ set-up
     def _check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
@@ -413,44 +411,21 @@ class SQIRL(BaseAlgorithm):
 
     # ------------------------------------------------------------------ checkpoint state
     def _get_state(self) -> tuple[dict[str, Any], ckpt.TensorGroups]:
-        optimizer_tensors, optimizer_meta = ckpt.optimizer_state(self.optimizer)
-        buffer_tensors, buffer_meta = self.replay_buffer.state()
+        state, groups = super()._get_state()
         frozen = {name: torch.stack([stage[name] for stage in self._frozen]) for name in self._frozen[0]} if (
             self._frozen
         ) else {}
-        extra = {"loss_ema": self._loss_ema} if self._loss_ema is not None else {}
-        state = {
-            "optimizer": optimizer_meta,
-            "buffer": buffer_meta,
-            "n_stages": self.stage,
-            "horizon": self.horizon,
-            "episodes_started": self._episodes_started,
-            "idle_stages": self._idle_stages,
-            "action_rng": generator_state(self._action_rng),
-            "batch_rng": generator_state(self._batch_rng),
-        }
-        groups = {
-            "q_net": self.q_net.state_dict(),
-            "optimizer": optimizer_tensors,
-            "buffer": buffer_tensors,
-            "frozen_stages": frozen,
-            "extra": extra,
-        }
+        groups["frozen_stages"] = frozen
+        groups["loss_ema"] = {} if self._loss_ema is None else {"loss_ema": self._loss_ema}
+        state["n_stages"] = self.stage
         return state, groups
 
     def _set_state(self, state: dict[str, Any], groups: ckpt.TensorGroups) -> None:
-        self.q_net.load_state_dict(groups["q_net"])
-        ckpt.load_optimizer_state(self.optimizer, groups["optimizer"], state["optimizer"])
-        self.replay_buffer.load_state(groups["buffer"], state["buffer"])
+        super()._set_state(state, groups)
         frozen = groups["frozen_stages"]
         n_stages = int(state["n_stages"])
         if any(tensor.shape[0] != n_stages for tensor in frozen.values()):
             raise CheckpointError(f"frozen stage parameters do not match the recorded {n_stages} stages")
         self._frozen = [{name: tensor[i].to(self.device) for name, tensor in frozen.items()} for i in range(n_stages)]
-        self._loss_ema = groups["extra"]["loss_ema"].to(self.device) if "loss_ema" in groups.get("extra", {}) else None
-        if self.horizon is None:
-            self.horizon = state["horizon"]
-        self._episodes_started = int(state["episodes_started"])
-        self._idle_stages = int(state["idle_stages"])
-        self._action_rng = restore_generator(state["action_rng"])
-        self._batch_rng = restore_generator(state["batch_rng"])
+        loss_ema = groups["loss_ema"].get("loss_ema")
+        self._loss_ema = None if loss_ema is None else loss_ema.to(self.device)

@@ -1,13 +1,24 @@
 """The base class every cairnrl algorithm builds on: SB3's verbs, safe checkpoints, seeding and run records.
 
-An algorithm subclasses :class:`BaseAlgorithm` and implements five hooks:
+An algorithm subclass
 
-* ``_setup_model()`` builds networks and optimisers from ``observation_space`` / ``action_space``;
-* ``_learn(callback, log_interval)`` runs the training loop until ``num_timesteps >= _total_timesteps``,
-  calling ``callback.on_step()`` after every env step (and returning early when it answers ``False``);
-* ``_predict(observation, state, episode_start, deterministic)`` acts on a batch of observations;
-* ``_get_state()`` / ``_set_state(state, groups)`` give and take everything a resume needs: a JSON dict and
-  tensor groups for :mod:`cairnrl.core.checkpoint`.
+1. calls ``super().__init__(seed=..., device=..., ...)`` first (run arguments only: nothing of the subclass is
+   touched), then validates and stores its hyperparameters as attributes named like its keyword arguments;
+2. ends its ``__init__`` with ``self._initialize(env)``, which attaches the env (if any), reads the spaces from it
+   and calls ``_setup_model()`` - so every hook below runs on a fully configured object;
+3. implements three hooks:
+
+   * ``_setup_model()`` builds networks, optimisers, buffers and RNG streams from ``observation_space`` /
+     ``action_space``;
+   * ``_learn(callback, log_interval)`` trains until ``num_timesteps >= _total_timesteps``, calling
+     ``callback.on_step()`` after every step (env step online, gradient update offline) and returning early when
+     it answers ``False`` (setting ``stop_reason`` when it ends training for a reason of its own);
+   * ``_predict(observation, state, episode_start, deterministic)`` acts on a batch of observations.
+
+Checkpoint state is declared, not hand-written: every network, optimiser, scheduler, RNG stream and
+:class:`~cairnrl.core.state.Stateful` object (buffer, sampler) held as an attribute is saved and restored by the
+base (:mod:`cairnrl.core.state`), plus the plain attributes a class lists in ``_saved_attributes``. Only state of
+another shape needs ``_get_state`` / ``_set_state`` overrides (calling ``super()``).
 
 Hyperparameters are the keyword arguments of the subclass ``__init__`` (stored as attributes of the same name);
 they are saved in the checkpoint and passed back to ``__init__`` by :meth:`BaseAlgorithm.load`.
@@ -30,6 +41,7 @@ from stable_baselines3.common.logger import Logger, configure
 from stable_baselines3.common.utils import get_latest_run_id
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize, unwrap_vec_normalize
 from tqdm.auto import tqdm
+from typing_extensions import Self
 
 import cairnrl
 from cairnrl.core import checkpoint as ckpt
@@ -37,21 +49,29 @@ from cairnrl.core.evaluation import EvaluationResult, evaluate, final_evaluation
 from cairnrl.core.records import utc_now, write_run_record
 from cairnrl.core.seeding import check_seed, get_rng_state, seed_everything, set_rng_state, spawn_seeds
 from cairnrl.core.spaces import space_from_json, space_to_json, spaces_equal
+from cairnrl.core.state import gather_state, restore_state
 from cairnrl.core.validation import check_choice, check_int
 from cairnrl.exceptions import CheckpointError, ConfigError, EnvError
 
 GymEnv = gym.Env | VecEnv | str
 
 # Constructor arguments that describe the run, not the algorithm; they are not saved as hyperparameters.
-_RUN_ARGUMENTS = frozenset({"self", "env", "seed", "device", "tensorboard_log", "verbose", "final_eval_episodes"})
+_RUN_ARGUMENTS = frozenset(
+    {"self", "env", "dataset", "seed", "device", "tensorboard_log", "verbose", "final_eval_episodes"}
+)
 
 
 class ProgressBar(BaseCallback):
-    """A tqdm progress bar over env steps, driven by ``model.num_timesteps`` (exact with vectorised envs)."""
+    """A tqdm progress bar over ``model.num_timesteps`` (env steps online, gradient updates offline).
+
+    When training ends early for a stated reason (``model.stop_reason``), the bar says so and closes as complete.
+    """
 
     def _on_training_start(self) -> None:
         self._start = self.model.num_timesteps
-        self._bar = tqdm(total=self.model._total_timesteps - self._start, unit="step", dynamic_ncols=True)
+        self._bar = tqdm(
+            total=self.model._total_timesteps - self._start, unit=self.model.progress_unit, dynamic_ncols=True
+        )
 
     def _on_step(self) -> bool:
         self._bar.update(self.model.num_timesteps - self._start - self._bar.n)
@@ -59,6 +79,10 @@ class ProgressBar(BaseCallback):
 
     def _on_training_end(self) -> None:
         self._bar.update(self.model.num_timesteps - self._start - self._bar.n)
+        if self.model.stop_reason is not None:
+            self._bar.set_postfix_str(f"stopped: {self.model.stop_reason}")
+            self._bar.total = self._bar.n
+            self._bar.refresh()
         self._bar.close()
 
 
@@ -77,15 +101,17 @@ class BaseAlgorithm(ABC):
     """
 
     algorithm_name: ClassVar[str]
+    #: What ``learn(total_timesteps)`` counts, shown on the progress bar.
+    progress_unit: ClassVar[str] = "step"
+    #: Plain attributes (JSON values or tensors) saved with the declared state (see :mod:`cairnrl.core.state`).
+    _saved_attributes: ClassVar[tuple[str, ...]] = ()
     #: Optuna search space for :mod:`cairnrl.hpo`: ``name -> {"type": "int"|"float"|"categorical", ...}``
     #: with ``low``/``high`` (and optional ``log``, ``step``) or ``choices``.
     default_search_space: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(
         self,
-        env: GymEnv | None,
         *,
-        n_envs: int = 1,
         seed: int | None = None,
         device: str = "auto",
         tensorboard_log: str | None = None,
@@ -100,6 +126,7 @@ class BaseAlgorithm(ABC):
         self.num_timesteps = 0
         self._total_timesteps = 0
         self._n_updates = 0
+        self.stop_reason: str | None = None
         self._episode_info: deque[tuple[float, int]] = deque(maxlen=100)
         self._logger: Logger | None = None
         seed_everything(self.seed)
@@ -107,8 +134,12 @@ class BaseAlgorithm(ABC):
         self.env_id: str | None = None
         self.observation_space: gym.Space
         self.action_space: gym.Space
+
+    def _initialize(self, env: GymEnv | None) -> None:
+        """End of a subclass ``__init__``: attach ``env`` (if given) and build the model from its spaces."""
         if env is not None:
-            self._attach_env(env, n_envs)
+            self._attach_env(env, self._n_envs_for_id())
+            self._setup_model()
 
     # ------------------------------------------------------------------ hooks for subclasses
     @abstractmethod
@@ -125,13 +156,13 @@ class BaseAlgorithm(ABC):
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Act on a batch of observations (leading axis = envs)."""
 
-    @abstractmethod
     def _get_state(self) -> tuple[dict[str, Any], ckpt.TensorGroups]:
-        """JSON state and tensor groups that restore training exactly."""
+        """JSON state and tensor groups that restore training exactly: the declared state by default."""
+        return gather_state(self, self._saved_attributes)
 
-    @abstractmethod
     def _set_state(self, state: dict[str, Any], groups: ckpt.TensorGroups) -> None:
         """Inverse of :meth:`_get_state`."""
+        restore_state(self, state, groups, self._saved_attributes)
 
     def _check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:  # noqa: B027
         """Raise :class:`EnvError` if the algorithm cannot handle these spaces (override to restrict)."""
@@ -171,20 +202,25 @@ class BaseAlgorithm(ABC):
             self.env_id = spec.id if spec is not None else None
         self._check_spaces(vec_env.observation_space, vec_env.action_space)
         if hasattr(self, "observation_space"):
-            if not spaces_equal(self.observation_space, vec_env.observation_space) or not spaces_equal(
-                self.action_space, vec_env.action_space
-            ):
-                raise EnvError(
-                    f"env spaces {vec_env.observation_space}, {vec_env.action_space} differ from the model's "
-                    f"{self.observation_space}, {self.action_space}"
-                )
-        self.observation_space = vec_env.observation_space
-        self.action_space = vec_env.action_space
+            self._check_env_matches(vec_env.observation_space, vec_env.action_space)
+        else:
+            self.observation_space = vec_env.observation_space
+            self.action_space = vec_env.action_space
         # SB3's VecEnv.seed(s) gives sub-env i the seed s + i, so runs with seeds 0 and 1 would share streams;
         # the next vec_env.reset() uses these SeedSequence children instead.
         vec_env._seeds = spawn_seeds(self.seed, vec_env.num_envs, key=1)
         self.action_space.seed(spawn_seeds(self.seed, 1, key=2)[0])
         self.env = vec_env
+
+    def _check_env_matches(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+        """Refuse an env whose spaces differ from the model's (override to relax, e.g. for unbounded data spaces)."""
+        if not spaces_equal(self.observation_space, observation_space) or not spaces_equal(
+            self.action_space, action_space
+        ):
+            raise EnvError(
+                f"env spaces {observation_space}, {action_space} differ from the model's "
+                f"{self.observation_space}, {self.action_space}"
+            )
 
     def get_env(self) -> VecEnv | None:
         """The training env (an SB3 ``VecEnv``), as SB3 callbacks expect."""
@@ -246,16 +282,18 @@ class BaseAlgorithm(ABC):
         tb_log_name: str | None = None,
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
-    ):
-        """Train for ``total_timesteps`` env steps (a lower bound, as in SB3) and return ``self``.
+    ) -> Self:
+        """Train for ``total_timesteps`` steps (env steps online, gradient updates offline; a lower bound, as in
+        SB3) and return ``self``.
 
         With ``reset_num_timesteps=False`` the step counter continues (after :meth:`load`, training resumes
-        where it stopped) and ``total_timesteps`` more steps are taken.
+        where it stopped) and ``total_timesteps`` more steps are taken. If the algorithm ends training early for a
+        reason of its own, ``stop_reason`` says why (also in the log, on the progress bar and in ``run.json``).
         """
         check_int("total_timesteps", total_timesteps, minimum=1)
         check_int("log_interval", log_interval, minimum=1)
-        if self.env is None:
-            raise EnvError("this model has no env: pass env= to the constructor or load(), or call set_env()")
+        self._check_can_learn()
+        self.stop_reason = None
         if reset_num_timesteps:
             self.num_timesteps = 0
             self._episode_info.clear()
@@ -267,9 +305,16 @@ class BaseAlgorithm(ABC):
         started = utc_now()
         callback.on_training_start(locals(), globals())
         self._learn(callback, log_interval)
+        if self.stop_reason is not None:
+            self.logger.log(f"{self.algorithm_name} stopped training at {self.num_timesteps}: {self.stop_reason}")
         callback.on_training_end()
         self._write_run_record(started)
         return self
+
+    def _check_can_learn(self) -> None:
+        """Raise a clear error if ``learn`` cannot run (online algorithms need an env)."""
+        if self.env is None:
+            raise EnvError("this model has no env: pass env= to the constructor or load(), or call set_env()")
 
     def _make_callback(self, callback: Any, progress_bar: bool) -> BaseCallback:
         if isinstance(callback, list):
@@ -304,12 +349,18 @@ class BaseAlgorithm(ABC):
                 "env_id": self.env_id,
                 "seed": self.seed,
                 "num_timesteps": self.num_timesteps,
+                "stop_reason": self.stop_reason,
+                **self._run_record_extras(),
                 "start_time": started,
                 "end_time": utc_now(),
                 "final_evaluation": final,
                 "final_evaluation_skipped": skipped,
             },
         )
+
+    def _run_record_extras(self) -> dict[str, Any]:
+        """Further fields for ``run.json`` (offline algorithms add their dataset)."""
+        return {}
 
     def evaluate_final(self) -> EvaluationResult:
         """Deterministic evaluation on a fresh copy of the training env, seeded apart from training."""
@@ -369,11 +420,19 @@ class BaseAlgorithm(ABC):
         return ckpt.save_checkpoint(path, config, groups)
 
     @classmethod
-    def load(cls, path: str | Path, env: GymEnv | None = None, device: str = "auto", **kwargs: Any):
+    def load(cls, path: str | Path, env: GymEnv | None = None, device: str = "auto", **kwargs: Any) -> Self:
         """Rebuild a model from :meth:`save` output; with ``env`` it can continue training.
 
         ``kwargs`` set run arguments (``tensorboard_log``, ``verbose``, ...), not hyperparameters.
         """
+        model, _ = cls._load_checkpoint(path, device, kwargs)
+        if env is not None:
+            model._attach_env(env, model._n_envs_for_id())
+        return model
+
+    @classmethod
+    def _load_checkpoint(cls, path: str | Path, device: str, kwargs: dict[str, Any]) -> tuple[Self, dict[str, Any]]:
+        """The model rebuilt from a checkpoint (no env attached) and the checkpoint's config."""
         checkpoint = ckpt.load_checkpoint(path)
         config = checkpoint.config
         if config.get("algorithm") != cls.algorithm_name:
@@ -399,9 +458,7 @@ class BaseAlgorithm(ABC):
             if isinstance(error, CheckpointError):
                 raise
             raise CheckpointError(f"{path}: saved state does not fit the model ({error})") from error
-        if env is not None:
-            model._attach_env(env, model._n_envs_for_id())
-        return model
+        return model, config
 
     def get_parameters(self) -> dict[str, dict[str, torch.Tensor]]:
         """The ``state_dict`` of every network, keyed by attribute name."""

@@ -16,6 +16,7 @@ algorithms bootstrap through it (spec ``dualrl_mbrcsl.md`` §5.1, §5.3).
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,6 +198,19 @@ class Dataset:
 
     def __len__(self) -> int:
         return self.num_steps
+
+    def content_hash(self) -> str:
+        """SHA-256 over the arrays that define the data (observations, actions, rewards, end flags, episode
+        lengths), so a checkpoint can tell whether it is resumed on the same data. Computed once."""
+        if getattr(self, "_content_hash", None) is None:
+            digest = hashlib.sha256()
+            for array in (self.observations, self.actions, self.rewards, self.terminations, self.truncations,
+                          self.episode_lengths):
+                contiguous = np.ascontiguousarray(array)
+                digest.update(f"{contiguous.dtype.str}{contiguous.shape}".encode())
+                digest.update(contiguous.tobytes())
+            self._content_hash = digest.hexdigest()
+        return self._content_hash
 
     @property
     def env_id(self) -> str | None:

@@ -3,7 +3,8 @@
 Both samplers pack every column they return into ONE preallocated contiguous float32 table on the target device,
 so a batch costs one ``randint`` and one ``index_select`` plus free views, whatever the number of columns
 (measured with ``benchmarks/data_sampler_speed.py``). Random streams come from a ``torch.Generator`` seeded with
-``seed``: the same seed gives the same batches.
+``seed``: the same seed gives the same batches, and ``state()`` / ``load_state()`` carry the stream through a
+checkpoint (the table itself is rebuilt from the dataset), so a resumed run draws the batches it would have drawn.
 """
 
 from __future__ import annotations
@@ -62,6 +63,20 @@ def _generator(device: torch.device, seed: int) -> torch.Generator:
     return generator
 
 
+class _SeededSampler:
+    """The resumable random stream both samplers share (see :class:`cairnrl.core.state.Stateful`)."""
+
+    _generator: torch.Generator
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """The generator's state as a tensor group (no JSON part)."""
+        return {"generator": self._generator.get_state()}, {}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        """Continue the random stream saved by :meth:`state`."""
+        self._generator.set_state(tensors["generator"])
+
+
 def _device(device: str | torch.device) -> torch.device:
     try:
         return torch.device(device)
@@ -69,7 +84,7 @@ def _device(device: str | torch.device) -> torch.device:
         raise ConfigError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from error
 
 
-class TransitionSampler:
+class TransitionSampler(_SeededSampler):
     """Uniform transition batches (with replacement) as torch tensors; iterate it or call :meth:`sample`."""
 
     def __init__(self, dataset: Dataset, batch_size: int = 256, device: str | torch.device = "cpu", seed: int = 0):
@@ -119,7 +134,7 @@ class TransitionSampler:
         return self.sample()
 
 
-class SegmentSampler:
+class SegmentSampler(_SeededSampler):
     """Batches of length-``segment_length`` trajectory segments with (discounted) returns-to-go.
 
     Return-to-go is computed over the *whole* episode before cutting segments, so ``returns_to_go[b, 0]`` is

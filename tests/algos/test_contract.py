@@ -1,14 +1,22 @@
-"""The contract every cairnrl algorithm keeps: SB3 verbs, exact save/load, determinism, validated arguments.
+"""The contract every cairnrl algorithm keeps: SB3 verbs, exact save/load and resume, determinism, validated
+arguments.
 
-Add one entry to ``CASES`` per algorithm: a small env id and fast hyperparameters.
+Add one entry to ``CASES`` per algorithm: a small env id and fast hyperparameters; offline algorithms (subclasses of
+``OfflineAlgorithm``) learn from a small random Hopper dataset and use the env for evaluation only.
 """
+
+from functools import lru_cache
 
 import numpy as np
 import pytest
 import torch
 
 from cairnrl.algos import ALGORITHMS
+from cairnrl.algos.offline import OfflineAlgorithm
+from cairnrl.data import collect
 from cairnrl.exceptions import CheckpointError, ConfigError
+
+OFFLINE_FAST = {"net_arch": [16, 16], "batch_size": 32, "eval_freq": 0}
 
 CASES = {
     "s3rl": (
@@ -26,7 +34,34 @@ CASES = {
         40,
     ),
     "sqirl": ("CartPole-v1", {"episodes_per_timestep": 2, "n_epochs": 2, "net_arch": [16]}, 120),
+    "iql": ("Hopper-v5", OFFLINE_FAST, 30),
+    "td3bc": ("Hopper-v5", OFFLINE_FAST, 30),
+    "bc": ("Hopper-v5", {**OFFLINE_FAST, "policy_type": "gaussian"}, 30),
 }
+
+
+@lru_cache(maxsize=1)
+def offline_dataset():
+    return collect("Hopper-v5", "random", n_episodes=10, seed=0)
+
+
+def is_offline(name):
+    return issubclass(ALGORITHMS[name], OfflineAlgorithm)
+
+
+def build(name, seed=0, **overrides):
+    env_id, kwargs, _ = CASES[name]
+    kwargs = {**kwargs, **overrides}
+    if is_offline(name):
+        return ALGORITHMS[name]("MlpPolicy", offline_dataset(), env=env_id, seed=seed, **kwargs)
+    return ALGORITHMS[name]("MlpPolicy", env_id, seed=seed, **kwargs)
+
+
+def load(name, path):
+    env_id = CASES[name][0]
+    if is_offline(name):
+        return ALGORITHMS[name].load(path, dataset=offline_dataset(), env=env_id)
+    return ALGORITHMS[name].load(path, env=env_id)
 
 
 def test_every_algorithm_has_a_contract_case():
@@ -40,14 +75,14 @@ def _observations(model, n=4):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_learn_predict_save_load(tmp_path, name):
-    env_id, kwargs, steps = CASES[name]
-    model = ALGORITHMS[name]("MlpPolicy", env_id, seed=0, **kwargs)
+    steps = CASES[name][2]
+    model = build(name)
     assert model.learn(steps) is model and model.num_timesteps >= steps
     observations = _observations(model)
     actions, _ = model.predict(observations, deterministic=True)
     assert actions.shape[0] == len(observations)
     assert all(model.action_space.contains(np.asarray(a, dtype=model.action_space.dtype)) for a in actions)
-    loaded = ALGORITHMS[name].load(model.save(tmp_path / "model.zip"), env=env_id)
+    loaded = load(name, model.save(tmp_path / "model.zip"))
     assert np.array_equal(loaded.predict(observations, deterministic=True)[0], actions)
     assert loaded.num_timesteps == model.num_timesteps
     loaded.learn(steps, reset_num_timesteps=False)
@@ -58,23 +93,43 @@ def test_learn_predict_save_load(tmp_path, name):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_same_seed_same_weights(name):
-    env_id, kwargs, steps = CASES[name]
-    first = ALGORITHMS[name]("MlpPolicy", env_id, seed=7, **kwargs).learn(steps)
-    second = ALGORITHMS[name]("MlpPolicy", env_id, seed=7, **kwargs).learn(steps)
+    steps = CASES[name][2]
+    assert_same_parameters(build(name, seed=7).learn(steps), build(name, seed=7).learn(steps))
+
+
+def assert_same_parameters(first, second):
     for (key, a), b in zip(first.get_parameters().items(), second.get_parameters().values(), strict=True):
         for tensor_name in a:
             assert torch.equal(a[tensor_name], b[tensor_name]), f"{key}.{tensor_name} differs"
 
 
+# S3RL's SB3 student resets its env on resume (SB3 keeps the running episode's simulator state outside its
+# checkpoint), so its resumed run is deterministic but not the uninterrupted one; tracked in the S3RL tests.
+RESUME_CASES = [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="SB3 restarts the episode on resume"))
+                if name == "s3rl" else name for name in sorted(CASES)]
+
+
+@pytest.mark.parametrize("name", RESUME_CASES)
+def test_resume_equals_uninterrupted(tmp_path, name):
+    """save mid-run, load, continue: the same parameters as the run that never stopped (bit for bit on CPU)."""
+    steps = CASES[name][2]
+    uninterrupted = build(name, seed=3).learn(steps)
+    uninterrupted.learn(steps, reset_num_timesteps=False)
+    interrupted = build(name, seed=3).learn(steps)
+    resumed = load(name, interrupted.save(tmp_path / "mid.zip"))
+    del interrupted
+    resumed.learn(steps, reset_num_timesteps=False)
+    assert resumed.num_timesteps == uninterrupted.num_timesteps
+    assert_same_parameters(uninterrupted, resumed)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_run_arguments(name):
-    env_id, kwargs, _ = CASES[name]
-    algorithm = ALGORITHMS[name]
     with pytest.raises(ConfigError, match="seed"):
-        algorithm("MlpPolicy", env_id, seed=-3, **kwargs)
+        build(name, seed=-3)
     with pytest.raises(ConfigError, match="device"):
-        algorithm("MlpPolicy", env_id, device="tpu", **kwargs)
+        build(name, device="tpu")
     with pytest.raises(TypeError):
-        algorithm("MlpPolicy", env_id, no_such_hyperparameter=1, **kwargs)
+        build(name, no_such_hyperparameter=1)
     with pytest.raises(ConfigError, match="total_timesteps"):
-        algorithm("MlpPolicy", env_id, seed=0, **kwargs).learn(0)
+        build(name).learn(0)

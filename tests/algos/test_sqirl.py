@@ -181,9 +181,9 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(ConfigError, match="finite horizon"):
         SQIRL("MlpPolicy", Corridor())
     path = SQIRL("MlpPolicy", corridor(), seed=0, **FAST).save(tmp_path / "model")
-    weights = path / "q_net.safetensors"
+    weights = path / "module.q_net.safetensors"
     weights.write_bytes(weights.read_bytes()[:-7])
-    with pytest.raises(CheckpointError, match="q_net.safetensors"):
+    with pytest.raises(CheckpointError, match="module.q_net.safetensors"):
         SQIRL.load(path)
 
 

@@ -244,16 +244,13 @@ class S3RL(BaseAlgorithm):
         self._snapshot_episodes: deque[float] = deque(maxlen=100)
         self._original_envs: list[gym.Env] = []
         super().__init__(
-            env,
-            n_envs=self.n_envs,
             seed=seed,
             device=device,
             tensorboard_log=tensorboard_log,
             verbose=verbose,
             final_eval_episodes=final_eval_episodes,
         )
-        if env is not None:
-            self._setup_model()
+        self._initialize(env)
 
     # ------------------------------------------------------------------ validation
     @staticmethod

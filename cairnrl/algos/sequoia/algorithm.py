@@ -243,16 +243,13 @@ class SEQUOIA(BaseAlgorithm):
         self.abs_gap = None if abs_gap is None else check_float("abs_gap", abs_gap, low=0.0)
         self.problem: CoRMABProblem | None = None
         super().__init__(
-            env,
-            n_envs=1,
             seed=seed,
             device=device,
             tensorboard_log=tensorboard_log,
             verbose=verbose,
             final_eval_episodes=final_eval_episodes,
         )
-        if env is not None:
-            self._setup_model()
+        self._initialize(env)
 
     # ------------------------------------------------------------------ set-up
     def _check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:

@@ -1,0 +1,78 @@
+"""Ensembles of MLPs with stacked weights: twin critics, value ensembles and dynamics models in one forward.
+
+An :class:`EnsembleMLP` keeps each layer's weights as one ``[n_members, in, out]`` tensor, so a forward pass over
+all members is one batched matrix multiply per layer (``torch.baddbmm``) instead of a Python loop over networks,
+and one optimiser step updates every member. Members are initialised independently exactly as ``nn.Linear`` would
+initialise them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from cairnrl.core.validation import check_int, check_int_tuple
+
+
+class EnsembleLinear(nn.Module):
+    """``n_members`` independent affine maps: ``[n, batch, in] -> [n, batch, out]`` (a shared ``[batch, in]`` input
+    is broadcast to every member)."""
+
+    def __init__(self, n_members: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.n_members, self.in_features, self.out_features = n_members, in_features, out_features
+        bound = 1.0 / math.sqrt(in_features)  # nn.Linear's default initialisation, member by member
+        self.weight = nn.Parameter(torch.empty(n_members, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n_members, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if inputs.dim() == 2:  # one input shared by all members: a single GEMM against the concatenated weights
+            flat = inputs @ self.weight.transpose(0, 1).reshape(self.in_features, -1)
+            return flat.view(len(inputs), self.n_members, self.out_features).transpose(0, 1) + self.bias
+        return torch.baddbmm(self.bias, inputs, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"n_members={self.n_members}, in_features={self.in_features}, out_features={self.out_features}"
+
+
+class EnsembleMLP(nn.Module):
+    """An ensemble of ReLU MLPs ``in -> hidden... -> out`` evaluated together; output ``[n_members, batch, out]``.
+
+    :param layer_norm: LayerNorm after every hidden linear layer (before the activation), as value networks of
+        f-DVL/XQL use for stability.
+    """
+
+    def __init__(
+        self,
+        n_members: int,
+        input_dim: int,
+        hidden: Iterable[int],
+        output_dim: int,
+        layer_norm: bool = False,
+        activation: type[nn.Module] = nn.ReLU,
+    ) -> None:
+        super().__init__()
+        self.n_members = check_int("n_members", n_members, minimum=1)
+        hidden = check_int_tuple("hidden", tuple(hidden))
+        layers: list[nn.Module] = []
+        size = check_int("input_dim", input_dim, minimum=1)
+        for width in hidden:
+            layers.append(EnsembleLinear(n_members, size, width))
+            if layer_norm:
+                layers.append(nn.LayerNorm(width))
+            layers.append(activation())
+            size = width
+        layers.append(EnsembleLinear(n_members, size, check_int("output_dim", output_dim, minimum=1)))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.layers(inputs)
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """``target <- (1 - tau) target + tau source`` for every parameter, in one fused ``foreach`` call."""
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
