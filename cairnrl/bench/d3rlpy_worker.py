@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 D4RL_KEYS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
-ALGORITHMS = {"bc": "BCConfig", "iql": "IQLConfig", "cql": "CQLConfig"}
+ALGORITHMS = {"bc": "BCConfig", "iql": "IQLConfig", "cql": "CQLConfig", "td3bc": "TD3PlusBCConfig"}
 JOB_KEYS = ("algorithm", "env_id", "n_steps", "n_steps_per_epoch", "seed", "eval_seeds", "hyperparameters")
 
 

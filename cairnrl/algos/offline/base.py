@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -111,6 +112,8 @@ class OfflineAlgorithm(BaseAlgorithm):
         self.dataset: Dataset | None = None
         self.dataset_source: str | None = None
         self.dataset_hash: str | None = None
+        self.compile_graph = False
+        self._compiled_functions: dict[str, Callable[..., Any]] = {}
         self._eval_env: gym.Env | None = None
         self._pending_sampler_state: tuple[dict[str, torch.Tensor], dict] | None = None
 
@@ -139,6 +142,15 @@ class OfflineAlgorithm(BaseAlgorithm):
     def _train_step(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
         """One gradient update on ``batch``; returns the losses and statistics to log (scalar tensors)."""
         raise NotImplementedError
+
+    def _compiled(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """``function`` itself, or (with ``compile_graph=True``) its ``torch.compile`` version, built once per name."""
+        if not self.compile_graph:
+            return function
+        name = function.__name__
+        if name not in self._compiled_functions:
+            self._compiled_functions[name] = torch.compile(function, dynamic=False)
+        return self._compiled_functions[name]
 
     # ------------------------------------------------------------------ data and env
     def _initialize(self, env: GymEnv | None, dataset: Dataset | str | Path | None = None) -> None:

@@ -31,7 +31,7 @@ from cairnrl.core.actors import GaussianActor, awr_weights
 from cairnrl.core.base import GymEnv
 from cairnrl.core.ensemble import polyak_update
 from cairnrl.core.networks import mlp
-from cairnrl.core.validation import check_choice, check_float, check_int, check_int_tuple
+from cairnrl.core.validation import check_bool, check_choice, check_float, check_int, check_int_tuple
 from cairnrl.data import Dataset, TransitionBatch
 
 
@@ -60,6 +60,8 @@ class IQL(OfflineAlgorithm):
         it constant.
     :param reward_normalization: ``"return_range"`` (MuJoCo: rewards x 1000 / (max - min episode return)) or
         ``"none"``.
+    :param compile_graph: run the loss computations through ``torch.compile`` (about 10-20% more updates/s on CPU
+        after a one-off compilation of about a minute; results can differ from eager mode in the last bits).
     """
 
     algorithm_name = "IQL"
@@ -85,6 +87,7 @@ class IQL(OfflineAlgorithm):
         net_arch: tuple[int, ...] = (256, 256),
         actor_lr_decay_steps: int | None = 1_000_000,
         reward_normalization: str = "return_range",
+        compile_graph: bool = False,
         eval_freq: int = 5000,
         eval_episodes: int = 10,
         seed: int | None = None,
@@ -108,6 +111,7 @@ class IQL(OfflineAlgorithm):
         self.actor_lr_decay_steps = (None if actor_lr_decay_steps is None
                                      else check_int("actor_lr_decay_steps", actor_lr_decay_steps, minimum=1))
         self.reward_normalization = check_choice("reward_normalization", reward_normalization, REWARD_NORMALIZATIONS)
+        self.compile_graph = check_bool("compile_graph", compile_graph)
         self._reward_scale = 1.0
         self._initialize(env, dataset)
 
@@ -125,38 +129,40 @@ class IQL(OfflineAlgorithm):
     def _prepare_data(self, dataset: Dataset) -> None:
         self._reward_scale = reward_scale(dataset, self.reward_normalization)
 
-    def _train_step(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
-        obs, action, next_obs = batch.obs, batch.action, batch.next_obs
+    def _value_loss(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. (5): expectile regression of V onto the target critic; also returns the target Q values."""
         target_q = self.critic.target_min(obs, action)
-        # eq. (5): expectile regression of V onto the target critic
-        value_loss = expectile_loss(target_q - self.value(obs)[:, 0], self.expectile)
+        return expectile_loss(target_q - self.value(obs)[:, 0], self.expectile), target_q
+
+    def _actor_critic_losses(self, batch: TransitionBatch, target_q: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Eq. (7) and eq. (6) with the updated V."""
+        obs, action = batch.obs, batch.action
+        with torch.no_grad():
+            values = self.value(torch.cat([obs, batch.next_obs]))[:, 0]  # V at s and s' in one forward
+            advantage = target_q - values[: len(obs)]
+            td_target = batch.reward * self._reward_scale + self.gamma * (1.0 - batch.done) * values[len(obs):]
+        actor_loss = -(awr_weights(advantage, self.beta, self.max_weight) * self.actor.log_prob(obs, action)).mean()
+        q_values = self.critic(obs, action)
+        critic_loss = (q_values - td_target).square().mean(dim=1).sum()
+        return {"train/actor_loss": actor_loss, "train/critic_loss": critic_loss,
+                "train/q_max_abs": q_values.detach().abs().max()}
+
+    def _train_step(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
+        value_loss, target_q = self._compiled(self._value_loss)(batch.obs, batch.action)
         self.value_optimizer.zero_grad(set_to_none=True)
         value_loss.backward()
         self.value_optimizer.step()
 
-        with torch.no_grad():
-            values = self.value(torch.cat([obs, next_obs]))[:, 0]  # the updated V at s and s' in one forward
-            advantage = target_q - values[: len(obs)]
-            td_target = batch.reward * self._reward_scale + self.gamma * (1.0 - batch.done) * values[len(obs):]
-        # eq. (7): advantage-weighted regression; eq. (6): twin critics onto r + gamma V(s')
-        actor_loss = -(awr_weights(advantage, self.beta, self.max_weight) * self.actor.log_prob(obs, action)).mean()
-        q_values = self.critic(obs, action)
-        critic_loss = (q_values - td_target).square().mean(dim=1).sum()
+        losses = self._compiled(self._actor_critic_losses)(batch, target_q)
         self.actor_optimizer.zero_grad(set_to_none=True)
         self.critic_optimizer.zero_grad(set_to_none=True)
-        (actor_loss + critic_loss).backward()
+        (losses["train/actor_loss"] + losses["train/critic_loss"]).backward()  # disjoint parameters: one pass
         self.actor_optimizer.step()
         self.critic_optimizer.step()
         if self.actor_lr_decay_steps is not None:
             self.actor_scheduler.step()
         polyak_update(self.critic.target, self.critic.online, self.tau)
-        return {
-            "train/value_loss": value_loss,
-            "train/critic_loss": critic_loss,
-            "train/actor_loss": actor_loss,
-            "train/q_mean": target_q.mean(),
-            "train/q_max_abs": q_values.detach().abs().max(),
-        }
+        return {"train/value_loss": value_loss, "train/q_mean": target_q.mean(), **losses}
 
     def _act(self, observation: torch.Tensor, deterministic: bool) -> torch.Tensor:
         if deterministic:
