@@ -1,0 +1,262 @@
+"""Offline core and its three baselines: losses against hand computations, learning from data on a toy task,
+exact resume through dataset hashes, and one clear error for each bad input."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from cairnrl import evaluate
+from cairnrl.algos import BC, IQL, TD3BC
+from cairnrl.algos.offline.components import reward_scale
+from cairnrl.algos.offline.iql import expectile_loss
+from cairnrl.core.actors import GaussianActor, awr_weights
+from cairnrl.core.ensemble import EnsembleMLP, polyak_update
+from cairnrl.data import Dataset, Episode
+from cairnrl.exceptions import CheckpointError, ConfigError, DatasetError, EnvError
+
+
+@pytest.fixture(autouse=True)
+def _single_thread() -> None:
+    torch.set_num_threads(1)
+
+
+class PointGoal(gym.Env):
+    """A point in [-1, 1]^2 moves by 0.2 * action per step; reward -|position - goal|; 15 steps per episode."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    goal = np.array([0.6, -0.4], dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.position = self.np_random.uniform(-1.0, 1.0, 2).astype(np.float32)
+        self.steps = 0
+        return self.position.copy(), {}
+
+    def step(self, action):
+        self.position = np.clip(self.position + 0.2 * np.clip(action, -1, 1), -1, 1).astype(np.float32)
+        self.steps += 1
+        reward = -float(np.linalg.norm(self.position - self.goal))
+        return self.position.copy(), reward, False, self.steps >= 15, {}
+
+
+def expert_action(position: np.ndarray) -> np.ndarray:
+    return np.clip((PointGoal.goal - position) / 0.2, -1.0, 1.0).astype(np.float32)
+
+
+def point_goal_data(n_expert: int, n_random: int, seed: int = 0) -> Dataset:
+    """Episodes of a noisy expert and of a uniformly random policy (the rewards tell them apart)."""
+    rng = np.random.default_rng(seed)
+    env = PointGoal()
+    episodes = []
+    for index in range(n_expert + n_random):
+        observation, _ = env.reset(seed=int(rng.integers(2**31)))
+        observations, actions, rewards = [observation], [], []
+        for _ in range(15):
+            if index < n_expert:
+                action = np.clip(expert_action(observation) + rng.normal(0, 0.1, 2), -1, 1).astype(np.float32)
+            else:
+                action = rng.uniform(-1, 1, 2).astype(np.float32)
+            observation, reward, _, _, _ = env.step(action)
+            observations.append(observation)
+            actions.append(action)
+            rewards.append(reward)
+        episodes.append(Episode(np.array(observations), np.array(actions), np.array(rewards),
+                                np.zeros(15, bool), np.eye(15, dtype=bool)[-1]))
+    return Dataset.from_episodes(episodes, observation_space=env.observation_space, action_space=env.action_space)
+
+
+# ----------------------------------------------------------------------------------------------- losses by hand
+
+
+def test_expectile_loss_by_hand():
+    diff = torch.tensor([1.0, -2.0, 0.5])
+    expected = (0.7 * 1.0 + 0.3 * 4.0 + 0.7 * 0.25) / 3
+    assert expectile_loss(diff, 0.7).item() == pytest.approx(expected)
+
+
+def test_awr_weights_are_clipped_without_overflow():
+    weights = awr_weights(torch.tensor([0.0, 1.0, 1e6]), beta=3.0, max_weight=100.0)
+    assert weights.tolist() == pytest.approx([1.0, math.exp(3.0), 100.0])
+
+
+def test_gaussian_log_prob_is_the_untransformed_normal():
+    torch.manual_seed(0)
+    actor = GaussianActor(3, 2, (8,))
+    with torch.no_grad():
+        actor.log_std.copy_(torch.tensor([-0.5, 0.3]))
+    obs, action = torch.randn(5, 3), torch.rand(5, 2) * 2 - 1
+    reference = torch.distributions.Normal(actor(obs), actor.log_std.exp()).log_prob(action).sum(-1)
+    torch.testing.assert_close(actor.log_prob(obs, action), reference)
+
+
+def test_ensemble_members_match_separate_linear_stacks():
+    torch.manual_seed(0)
+    ensemble = EnsembleMLP(3, 4, (8,), 2)
+    x = torch.randn(6, 4)
+    out = ensemble(x)
+    assert out.shape == (3, 6, 2)
+    first, last = ensemble.layers[0], ensemble.layers[2]
+    for member in range(3):
+        hidden = torch.relu(x @ first.weight[member] + first.bias[member])
+        torch.testing.assert_close(out[member], hidden @ last.weight[member] + last.bias[member])
+    torch.testing.assert_close(ensemble(x.expand(3, 6, 4)), out)  # per-member inputs give the same result
+
+
+def test_polyak_update():
+    source, target = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    expected = [0.9 * t + 0.1 * s for t, s in zip(target.parameters(), source.parameters(), strict=True)]
+    polyak_update(target, source, 0.1)
+    for got, want in zip(target.parameters(), expected, strict=True):
+        torch.testing.assert_close(got.detach(), want.detach())
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.clone() for name, value in module.state_dict().items()}
+
+
+def test_iql_update_matches_the_papers_losses_by_hand():
+    """Eq. (5) with the old V, then eq. (6) and (7) with the updated V, old critic and old actor."""
+    data = point_goal_data(3, 3)
+    model = IQL("MlpPolicy", data, seed=0, net_arch=(8,), actor_lr_decay_steps=None)
+    batch = model.sampler.sample()
+    old_value, old_critic, old_actor = _snapshot(model.value), _snapshot(model.critic), _snapshot(model.actor)
+    losses = model._train_step(batch)
+    call = torch.func.functional_call
+    with torch.no_grad():
+        pairs = torch.cat([batch.obs, batch.action], 1)
+        target_q = call(model.critic, old_critic, (batch.obs, batch.action))  # online == target at the start
+        target_q = torch.minimum(target_q[0], target_q[1])
+        u = target_q - call(model.value, old_value, (batch.obs,))[:, 0]
+        value_loss = (torch.where(u < 0, 0.3, 0.7) * u**2).mean()
+        new_v, new_next_v = model.value(batch.obs)[:, 0], model.value(batch.next_obs)[:, 0]
+        rewards = batch.reward * 1000.0 / (data.returns().max() - data.returns().min())
+        td_target = rewards + 0.99 * (1 - batch.done) * new_next_v
+        q = call(model.critic.online, {k.removeprefix("online."): v for k, v in old_critic.items()
+                                       if k.startswith("online.")}, (pairs,))[..., 0]
+        critic_loss = ((q[0] - td_target) ** 2).mean() + ((q[1] - td_target) ** 2).mean()
+        weights = torch.clamp(torch.exp(3.0 * (target_q - new_v)), max=100.0)
+        mean = torch.tanh(call(model.actor.mean_net, {k.removeprefix("mean_net."): v for k, v in old_actor.items()
+                                                      if k.startswith("mean_net.")}, (batch.obs,)))
+        log_prob = torch.distributions.Normal(mean, old_actor["log_std"].exp()).log_prob(batch.action).sum(-1)
+        actor_loss = -(weights * log_prob).mean()
+    assert losses["train/value_loss"].item() == pytest.approx(value_loss.item(), rel=1e-5)
+    assert losses["train/critic_loss"].item() == pytest.approx(critic_loss.item(), rel=1e-5)
+    assert losses["train/actor_loss"].item() == pytest.approx(actor_loss.item(), rel=1e-5)
+
+
+def test_td3bc_actor_loss_is_eq_3():
+    """lambda Q - BC with lambda = 2.5 / mean|Q| (detached), on normalised states, after the critic step."""
+    data = point_goal_data(3, 3)
+    model = TD3BC("MlpPolicy", data, seed=0, net_arch=(8,))
+    batch = model.sampler.sample()
+    old_actor = _snapshot(model.actor)
+    losses = model._train_step(batch)  # update 0: critic step, then the (delayed) actor step
+    with torch.no_grad():
+        obs = (batch.obs - torch.as_tensor(data.observations.mean(0), dtype=torch.float32)) / (
+            torch.as_tensor(data.observations.std(0), dtype=torch.float32) + 1e-3)
+        action = torch.func.functional_call(model.actor, old_actor, (obs,))
+        q_first = model.critic(obs, action)[0]
+        expected = -(2.5 / q_first.abs().mean()) * q_first.mean() + ((action - batch.action) ** 2).mean()
+    assert losses["train/actor_loss"].item() == pytest.approx(expected.item(), rel=1e-4)
+    model._n_updates = 1  # the base counts updates in learn(); the actor is updated every policy_delay = 2
+    assert "train/actor_loss" not in model._train_step(model.sampler.sample())
+
+
+def test_reward_scale_is_1000_over_return_range():
+    data = point_goal_data(2, 2)
+    returns = data.returns()
+    assert reward_scale(data, "return_range") == pytest.approx(1000.0 / (returns.max() - returns.min()))
+    assert reward_scale(data, "none") == 1.0
+
+
+# -------------------------------------------------------------------------------------------------- learning
+
+
+@pytest.mark.parametrize("algorithm", [IQL, TD3BC, BC])
+def test_offline_learning_beats_random_on_point_goal(algorithm):
+    data = point_goal_data(n_expert=30, n_random=30)
+    kwargs = {"net_arch": (64, 64), "learning_rate": 1e-3, "seed": 0, "eval_freq": 0}
+    model = algorithm("MlpPolicy", data.filter(lambda e: e.total_return > np.median(data.returns()))
+                      if algorithm is BC else data, **kwargs)
+    model.learn(1500)
+    learned = evaluate(model, PointGoal(), n_episodes=20, seed=123).mean
+    random = evaluate("random", PointGoal(), n_episodes=20, seed=123).mean
+    expert = evaluate(lambda obs: expert_action(obs), PointGoal(), n_episodes=20, seed=123).mean
+    assert learned > random + 0.8 * (expert - random), (learned, random, expert)
+
+
+# ------------------------------------------------------------------------------------------ checkpoints, data
+
+
+def test_checkpoint_records_the_dataset_and_refuses_other_data(tmp_path):
+    data = point_goal_data(3, 3)
+    model = IQL("MlpPolicy", data, seed=0, net_arch=(8,))
+    model.learn(10)
+    path = model.save(tmp_path / "iql.zip")
+    predictor = IQL.load(path)  # no dataset: prediction only
+    np.testing.assert_array_equal(predictor.predict(data.observations[:4], deterministic=True)[0],
+                                  model.predict(data.observations[:4], deterministic=True)[0])
+    with pytest.raises(DatasetError, match="has no dataset"):
+        predictor.learn(5)
+    with pytest.raises(DatasetError, match="not the dataset the model was trained on"):
+        IQL.load(path, dataset=point_goal_data(3, 3, seed=1))
+    IQL.load(predictor.save(tmp_path / "again.zip"), dataset=data).learn(5, reset_num_timesteps=False)
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(CheckpointError):
+        IQL.load(truncated)
+
+
+def test_periodic_evaluation_logs_the_return(tmp_path):
+    data = point_goal_data(3, 3)
+    model = BC("MlpPolicy", data, env=PointGoal(), seed=0, net_arch=(8,), eval_freq=10, eval_episodes=2,
+               tensorboard_log=str(tmp_path))
+    model.learn(20)
+    run = next(tmp_path.iterdir())
+    header = (run / "progress.csv").read_text().splitlines()[0]
+    assert "eval/mean_reward" in header and "train/actor_loss" in header
+    assert '"dataset"' in (run / "run.json").read_text()
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+def test_bad_inputs_raise_one_clear_error_each(tmp_path):
+    data = point_goal_data(2, 2)
+    with pytest.raises(DatasetError, match="no dataset at"):
+        IQL("MlpPolicy", tmp_path / "missing.hdf5")
+    with pytest.raises(DatasetError, match="empty"):
+        IQL("MlpPolicy", data.select([]) if False else Dataset(
+            np.zeros((1, 2), np.float32), np.zeros((0, 2), np.float32), np.zeros(0), np.zeros(0, bool),
+            np.zeros(0, bool), [0], validate=False))
+    rewards = data.rewards.copy()
+    rewards[3] = np.nan
+    nan_data = Dataset(data.observations, data.actions, rewards, data.terminations, data.truncations,
+                       data.episode_lengths, validate=False)
+    with pytest.raises(DatasetError, match="NaN"):
+        IQL("MlpPolicy", nan_data)
+    wide = Dataset(data.observations, data.actions * 3, data.rewards, data.terminations, data.truncations,
+                   data.episode_lengths, validate=False)
+    with pytest.raises(DatasetError, match=r"outside \[-1, 1\]"):
+        TD3BC("MlpPolicy", wide)
+    with pytest.raises(EnvError, match="does not match the dataset"):
+        IQL("MlpPolicy", data, env="Hopper-v5")
+    with pytest.raises(ConfigError, match="expectile"):
+        IQL("MlpPolicy", data, expectile=1.0)
+    with pytest.raises(ConfigError, match="batch_size"):
+        BC("MlpPolicy", data, batch_size=-4)
+    with pytest.raises(ConfigError, match="policy_type"):
+        BC("MlpPolicy", data, policy_type="diffusion")
+    missing = tmp_path / "no_rewards.npz"
+    arrays = {k: v for k, v in data.to_d4rl().items() if k != "rewards"}
+    np.savez(missing, **arrays)
+    with pytest.raises(DatasetError, match="rewards"):
+        BC("MlpPolicy", missing)
+    with pytest.raises(DatasetError, match="dataset"):
+        IQL("MlpPolicy", None, env=PointGoal())
