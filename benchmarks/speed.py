@@ -10,9 +10,12 @@ Metrics per run: env steps/s over the whole ``learn``; collection steps/s (env s
 gradient updates: stepping and acting); updates/s (gradient updates over the time spent in the training
 routine).  To add an algorithm, add an entry to ``ENTRIES``.  S3RL trains unmodified SB3 students (its speed is
 SB3's) and SEQUOIA has no open-source peer (the reference needs Gurobi; ``cairnrl bench sequoia`` records its
-training times and ``cairnrl bench sequoia_solvers`` its solve times).  d3rlpy's gradient updates/s for BC, IQL and
-CQL, measured in its own virtual environment, are in ``cairnrl bench offline_peers``, ready to pair with cairnrl's
-offline algorithms when they land.
+training times and ``cairnrl bench sequoia_solvers`` its solve times).
+
+Offline entries (``OFFLINE_ENTRIES``) pair cairnrl's IQL, TD3+BC and BC with d3rlpy's (2.8.1, in its own virtual
+environment, see :mod:`cairnrl.bench.d3rlpy_peer`) on the same random Hopper-v5 data, batch 256, two hidden layers
+of 256, one CPU thread on both sides.  Both sides are timed the same way: the update loop with batch sampling
+included, without the first update (network build and warm-up).
 """
 
 from __future__ import annotations
@@ -49,6 +52,17 @@ ENTRIES: dict[str, dict[str, Any]] = {
 ROUNDS = {"quick": 5, "full": 10}
 STEPS = {"quick": 20_000, "full": 100_000}
 
+#: name -> cairnrl algorithm and its hyperparameters, d3rlpy algorithm and overrides of d3rlpy's defaults.
+OFFLINE_ENTRIES: dict[str, dict[str, Any]] = {
+    "iql-vs-d3rlpy": {"cairnrl": ("iql", {}), "peer": ("iql", {"batch_size": 256})},
+    "td3bc-vs-d3rlpy": {"cairnrl": ("td3bc", {}), "peer": ("td3bc", {"batch_size": 256})},
+    "bc-vs-d3rlpy": {"cairnrl": ("bc", {}), "peer": ("bc", {"batch_size": 256, "learning_rate": 3e-4})},
+}
+OFFLINE_ENV = "Hopper-v5"
+OFFLINE_DATA = {"episodes": 1000, "seed": 0}  # random Hopper-v5 episodes (about 20k transitions)
+OFFLINE_ROUNDS = {"quick": 3, "full": 5}
+OFFLINE_UPDATES = {"quick": 2_000, "full": 10_000}
+
 
 # ================================================================ runs
 def runs(quick: bool) -> list[RunSpec]:
@@ -65,7 +79,52 @@ def runs(quick: bool) -> list[RunSpec]:
                     config={"env": definition["env"], "side": side, "hyperparameters": hyperparameters,
                             "train_method": method, "n_envs": N_ENVS, "steps": STEPS[mode]},
                 ))
+    for round_index in range(OFFLINE_ROUNDS[mode]):
+        for entry, definition in OFFLINE_ENTRIES.items():
+            sides = ["cairnrl", "peer"] if round_index % 2 == 0 else ["peer", "cairnrl"]
+            for side in sides:
+                algorithm, hyperparameters = definition[side]
+                specs.append(RunSpec(
+                    task=entry, algorithm=f"{side}-{algorithm}", family=side, seed=round_index,
+                    steps=OFFLINE_UPDATES[mode],
+                    config={"offline": True, "env": OFFLINE_ENV, "data": OFFLINE_DATA, "side": side,
+                            "algorithm": algorithm, "hyperparameters": hyperparameters,
+                            "updates": OFFLINE_UPDATES[mode]},
+                ))
     return specs
+
+
+def _offline_data(config: dict[str, Any]):
+    from cairnrl.data import collect
+
+    return collect(config["env"], "random", n_episodes=config["data"]["episodes"], seed=config["data"]["seed"])
+
+
+def execute_offline(spec: RunSpec, context: RunContext) -> dict[str, Any]:
+    """Gradient updates/s of one side of an offline pair (the first update, with the network build, untimed)."""
+    config = spec.config
+    dataset = _offline_data(config)
+    updates = config["updates"]
+    if config["side"] == "peer":
+        from cairnrl.bench.d3rlpy_peer import run_d3rlpy
+
+        result = run_d3rlpy(config["algorithm"], dataset, config["env"], updates, spec.seed, 1, context.run_dir,
+                            dict(config["hyperparameters"]))
+        rate = float(result["updates_per_second"])
+    else:
+        from cairnrl.algos import ALGORITHMS
+
+        torch.set_num_threads(1)
+        model = ALGORITHMS[config["algorithm"]]("MlpPolicy", dataset, seed=spec.seed, eval_freq=0, device="cpu",
+                                                **config["hyperparameters"])
+        model.set_logger(context.sb3_logger())
+        model.learn(1)
+        start = time.perf_counter()
+        model.learn(updates - 1, reset_num_timesteps=False)
+        rate = (updates - 1) / (time.perf_counter() - start)
+    context.write_evaluation({"timesteps": updates, "updates_per_s": rate})
+    context.progress(updates)
+    return {"updates": updates, "updates_per_s": rate}
 
 
 class _TrainTimer:
@@ -86,7 +145,9 @@ class _TrainTimer:
 
 
 def execute(spec: RunSpec, context: RunContext) -> dict[str, Any]:
-    """Train one side for ``steps`` env steps and measure its throughput."""
+    """Train one side for ``steps`` env steps (or updates, offline) and measure its throughput."""
+    if spec.config.get("offline"):
+        return execute_offline(spec, context)
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from cairnrl.algos.registry import make_model
@@ -157,20 +218,52 @@ def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summar
         writer.writerow(["entry", "cairnrl", "peer", "metric", "cairnrl_median", "peer_median", "ratio_median",
                          "ratio_min", "ratio_max"])
         writer.writerows(rows)
-    figure = plot_bars(list(ENTRIES), {TITLES[metric]: values for metric, values in ratio_medians.items()},
+    entries = list(ENTRIES) + list(OFFLINE_ENTRIES)
+    pad = {name: values + [math.nan] * (len(entries) - len(values)) if name in TITLES else
+           [math.nan] * len(ENTRIES) + values for name, values in ratio_medians.items()}
+    figure = plot_bars(entries, {TITLES.get(name, name): values for name, values in pad.items()},
                        report_dir / "speed_ratios.png", ylabel="cairnrl / peer (median)", reference=1.0,
                        title="throughput ratio")
+    offline_lines, offline_ratios = _offline_summary(by_key, mode, rows, numbers)
+    lines += offline_lines
+    ratio_medians["offline updates/s"] = offline_ratios
     lines += ["", "S3RL trains unmodified SB3 students and SEQUOIA has no open-source peer (see the sequoia and "
-              "sequoia_solvers sections); d3rlpy's updates/s, the reference for cairnrl's offline algorithms once they "
-              "exist, are in the offline_peers section.",
-              "", "![speed ratios]({figures}/speed_ratios.png)"]
+              "sequoia_solvers sections).", "", "![speed ratios]({figures}/speed_ratios.png)"]
     return Summary(markdown="\n".join(lines), files=["speed.csv", figure.name], numbers=numbers)
+
+
+def _offline_summary(by_key: dict, mode: str, rows: list, numbers: dict) -> tuple[list[str], list[float]]:
+    """Table lines and per-entry median ratios of the offline pairs (cairnrl vs d3rlpy updates/s)."""
+    lines = ["", f"Offline: {OFFLINE_ROUNDS[mode]} interleaved rounds of {OFFLINE_UPDATES[mode]:,} gradient updates "
+             f"per run on {OFFLINE_DATA['episodes']} random {OFFLINE_ENV} episodes, batch 256, (256, 256) MLPs, "
+             "one CPU "
+             "thread; d3rlpy 2.8.1 in its own virtual environment.", "",
+             "| entry | cairnrl updates/s | d3rlpy updates/s | ratio |", "| --- | --- | --- | --- |"]
+    medians = []
+    for entry in OFFLINE_ENTRIES:
+        rounds = [i for i in range(OFFLINE_ROUNDS[mode])
+                  if (entry, "cairnrl", i) in by_key and (entry, "peer", i) in by_key]
+        if not rounds:
+            medians.append(math.nan)
+            continue
+        ours = np.array([by_key[(entry, "cairnrl", i)].result["updates_per_s"] for i in rounds])
+        theirs = np.array([by_key[(entry, "peer", i)].result["updates_per_s"] for i in rounds])
+        ratios = ours / theirs
+        medians.append(float(np.median(ratios)))
+        numbers[entry] = {"updates_per_s": {"cairnrl": float(np.median(ours)), "peer": float(np.median(theirs)),
+                                            "ratio_median": medians[-1], "ratio_min": float(ratios.min()),
+                                            "ratio_max": float(ratios.max()), "rounds": len(rounds)}}
+        rows.append([entry, OFFLINE_ENTRIES[entry]["cairnrl"][0], "d3rlpy-" + OFFLINE_ENTRIES[entry]["peer"][0],
+                     "updates_per_s", np.median(ours), np.median(theirs), medians[-1], ratios.min(), ratios.max()])
+        lines.append(f"| {entry} | {np.median(ours):,.0f} | {np.median(theirs):,.0f} | {medians[-1]:.2f} "
+                     f"[{ratios.min():.2f}, {ratios.max():.2f}] |")
+    return lines, medians
 
 
 EXPERIMENT = Experiment(
     name="speed",
     description="Env steps/s and gradient updates/s of cairnrl algorithms next to their nearest peer (SQIRL vs SB3 "
-                "DQN), as ratios from one interleaved run.",
+                "DQN; IQL, TD3+BC and BC vs d3rlpy), as ratios from one interleaved run.",
     runs=runs,
     execute=execute,
     summarize=summarize,
