@@ -45,7 +45,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats as scipy_stats
 from stable_baselines3.common.callbacks import BaseCallback
 
 from cairnrl.algos.s3rl import PAPER_STUDENT_KWARGS
@@ -53,7 +52,7 @@ from cairnrl.bench.aggregate import curve_arrays, score_matrices
 from cairnrl.bench.experiment import Experiment, RunContext, RunResult, RunSpec, Summary
 from cairnrl.bench.locking import exclusive_lock
 from cairnrl.bench.plots import plot_interval_estimates, plot_learning_curves
-from cairnrl.core.stats import aggregate_intervals, normalize_scores, stratified_bootstrap_intervals
+from cairnrl.core.stats import aggregate_intervals, iqm_curve, normalize_scores, stratified_bootstrap_intervals
 from cairnrl.exceptions import ConfigError
 
 # ================================================================ the declared experiment
@@ -257,11 +256,6 @@ def _interval(cells: tuple[float, float, float]) -> str:
     return f"{point:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def _iqm_over_runs(array: np.ndarray) -> np.ndarray:
-    """IQM over all (seed, env) runs at every curve point of a ``[seeds, envs, points]`` array."""
-    return scipy_stats.trim_mean(array.reshape(-1, array.shape[-1]), 0.25, axis=0)
-
-
 def reach_step(grid: np.ndarray, curve: np.ndarray, target: float) -> int | None:
     """The first grid step at which ``curve`` reaches ``target`` (None if it never does)."""
     hits = np.flatnonzero(curve >= target)
@@ -302,7 +296,7 @@ def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summar
         auc_intervals = {name: aggregate_intervals(matrix, seed=0) for name, matrix in aucs.items()}
         grid = np.linspace(0, budget, 21).astype(np.int64)
         curves = curve_arrays(mine, envs, grid)
-        bands = {name: stratified_bootstrap_intervals(array, _iqm_over_runs, seed=0, n_resamples=1000)
+        bands = {name: stratified_bootstrap_intervals(array, iqm_curve, seed=0, n_resamples=1000)
                  for name, array in curves.items()}
         slug = student.lower()
         files.append(plot_learning_curves(grid, bands, report_dir / f"learning_curves_{slug}.png",

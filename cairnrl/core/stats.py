@@ -84,6 +84,12 @@ def aggregate_iqm(scores: np.ndarray) -> float:
     return iqm(score_matrix(scores))
 
 
+def iqm_curve(curves: np.ndarray) -> np.ndarray:
+    """IQM over all (run, task) pairs at every point of ``[n_runs, n_tasks, n_points]`` learning curves."""
+    array = np.asarray(curves, dtype=np.float64)
+    return scipy_stats.trim_mean(array.reshape(-1, array.shape[-1]), 0.25, axis=0)
+
+
 def optimality_gap(scores: np.ndarray, gamma: float = 1.0) -> float:
     """``gamma - mean(min(score, gamma))``: how far runs fall short of the target, excess above it not counting
     (``rliable.metrics.aggregate_optimality_gap``; gamma = 1 is the optimum for min-max normalised scores)."""

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-import benchmarks.offline_peers as offline_peers
+import benchmarks.offline as offline
 from cairnrl.bench import d3rlpy_peer
 from cairnrl.bench import d3rlpy_worker as worker
 from cairnrl.bench.cli import list_benchmarks
@@ -205,39 +205,38 @@ def test_worker_progress_forwarding_and_timeout(tmp_path):
 # ---------------------------------------------------------------------------------------------- benchmark
 
 
-def test_offline_peers_is_declared(tmp_path):
-    assert "offline_peers" in list_benchmarks(offline_peers.Path(offline_peers.__file__).parent)
-    quick, full = offline_peers.runs(True), offline_peers.runs(False)
-    assert len(quick) == 2 * 3 * 2 and len(full) == 3 * 3 * 3
-    assert {spec.algorithm for spec in quick} == {"d3rlpy-bc", "d3rlpy-iql", "d3rlpy-cql"}
-    for spec in quick + full:
-        assert spec.config["n_steps"] % spec.config["n_steps_per_epoch"] == 0
-        assert spec.steps == spec.config["n_steps"]
-    assert offline_peers.EXPERIMENT.specs(True) == quick
+def test_offline_benchmark_is_declared(tmp_path):
+    assert "offline" in list_benchmarks(offline.Path(offline.__file__).parent)
+    quick, default = offline.runs(True), offline.runs(False)
+    assert len(quick) == 2 * 3 * 2 * 2 and len(default) == 9 * 3 * 2 * 3
+    assert {spec.algorithm for spec in quick} == {f"{impl}-{algo}" for impl in ("cairnrl", "d3rlpy")
+                                                  for algo in ("iql", "td3bc", "bc")}
+    assert {spec.config["updates"] for spec in quick} == {1000}
+    assert offline.EXPERIMENT.specs(True) == quick
 
 
-def test_offline_peers_summary(tmp_path):
+def test_offline_summary(tmp_path):
     # Per algorithm: scores a on hopper-random and b on hopper-medium for both seeds, so every aggregate is
-    # known by hand: IQM = mean = median = (a + b) / 2 (two tasks), optimality gap = mean(max(1 - s, 0)).
-    specs = offline_peers.runs(True)
-    values = {"d3rlpy-bc": (0.1, 0.3), "d3rlpy-iql": (0.2, 0.6), "d3rlpy-cql": (0.0, 1.2)}
+    # known by hand: IQM = mean = median = (a + b) / 2 (two tasks), optimality gap = mean(max(100 - s, 0)).
+    specs = offline.runs(True)
+    values = {f"{impl}-{algo}": (10.0 * k, 30.0 * k) for k, (impl, algo) in enumerate(
+        [(i, a) for i in ("cairnrl", "d3rlpy") for a in ("iql", "td3bc", "bc")], start=1)}
     results = []
     for spec in specs:
         score = values[spec.algorithm][0 if spec.task == "hopper-random" else 1]
+        run_dir = tmp_path / spec.run_id
+        run_dir.mkdir()
+        (run_dir / "evaluations.csv").write_text(f"timesteps,normalized\n250,{score / 2}\n1000,{score}\n")
         results.append(RunResult(spec, {
-            "score": score, "mean_return": 100 * score, "updates_per_second": 10.0 + spec.seed,
-            "fit_seconds": 1.0, "versions": {"d3rlpy": "2.8.1", "gymnasium": "1.0.0", "torch": "2.13.0"},
-            "dataset": {"episodes": 7, "steps": 5000, "normalized_mean": 0.05}}, tmp_path / spec.run_id))
-    summary = offline_peers.summarize(results, tmp_path, quick=True)
+            "score": score, "mean_return": 10 * score, "updates_per_second": 10.0 + spec.seed,
+            "dataset": {"episodes": 7, "steps": 5000, "normalized_mean": 5.0}}, run_dir))
+    summary = offline.summarize(results, tmp_path, quick=True)
     aggregates = summary.numbers["aggregates"]
     for name, (a, b) in values.items():
         assert aggregates[name]["IQM"][0] == pytest.approx((a + b) / 2)
-        assert aggregates[name]["mean"][0] == pytest.approx((a + b) / 2)
-        assert aggregates[name]["optimality gap"][0] == pytest.approx((max(1 - a, 0) + max(1 - b, 0)) / 2)
-    assert summary.numbers["updates_per_second"]["d3rlpy-cql"] == {"median": 10.5, "min": 10.0, "max": 11.0,
-                                                                   "runs": 4}
-    assert "| hopper-medium | 7 | 5,000 | 0.050 | 0.300 ± 0.000 | 0.600 ± 0.000 | 1.200 ± 0.000 |" in summary.markdown
-    assert "ReCOIL, f-DVL, MBRCSL" in summary.markdown
+        assert aggregates[name]["optimality gap"][0] == pytest.approx((max(100 - a, 0) + max(100 - b, 0)) / 2)
+    assert summary.numbers["updates_per_second"]["d3rlpy-iql"] == {"median": 10.5, "min": 10.0, "max": 11.0}
+    assert "| hopper-medium | 7 | 5.0 | 30.0 ± 0.0 |" in summary.markdown
     for name in summary.files:
         assert (tmp_path / name).is_file()
 
