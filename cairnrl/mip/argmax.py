@@ -191,8 +191,14 @@ class ArgmaxSolver:
         self.feasible_set = resolve_feasible_set(env_or_constraints, relaxed)
         if abs_gap is None:
             abs_gap = DEFAULT_GAP_FRACTION * self.feasible_set.reward_scale
-        self.options = SolveOptions(time_limit=time_limit, abs_gap=abs_gap, rel_gap=rel_gap, threads=threads,
-                                    seed=self.seed, integrality_tolerance=integrality_tolerance)
+        self.options = SolveOptions(
+            time_limit=time_limit,
+            abs_gap=abs_gap,
+            rel_gap=rel_gap,
+            threads=threads,
+            seed=self.seed,
+            integrality_tolerance=integrality_tolerance,
+        )
         self.solver = get_solver(solver)
         self.bound_tightening = bound_tightening
         self.maximize = maximize
@@ -250,8 +256,9 @@ class ArgmaxSolver:
         :returns: actions ``(n, N)`` and their network values ``(n,)`` (``n = 1`` for one state); not memoised.
         """
         search = fast_options(options, name="solve_heuristic options")
-        return fast_argmax(self.network, states, self.feasible_set, rng, input_order=self.input_order,
-                           maximize=self.maximize, **search)
+        return fast_argmax(
+            self.network, states, self.feasible_set, rng, input_order=self.input_order, maximize=self.maximize, **search
+        )
 
     def solve_batch(self, states: np.ndarray) -> list[ArgmaxResult]:
         """:meth:`solve` for each row of ``states``; repeated states are solved once."""
@@ -266,9 +273,16 @@ class ArgmaxSolver:
         action_cols = model.add_columns(feasible.n_actions, lower=0.0, upper=feasible.action_upper, integer=True)
         feasible.add_to(model, action_cols)
         stats = encode_q_network(
-            model, self.network, state, action_cols, feasible,
-            input_order=self.input_order, bound_tightening=self.bound_tightening, maximize=self.maximize,
-            threads=self.options.threads, seed=self.options.seed,
+            model,
+            self.network,
+            state,
+            action_cols,
+            feasible,
+            input_order=self.input_order,
+            bound_tightening=self.bound_tightening,
+            maximize=self.maximize,
+            threads=self.options.threads,
+            seed=self.options.seed,
         )
         compiled = model.compile()
         solution = self.solver.solve(compiled, self.options)
@@ -351,9 +365,21 @@ class ArgmaxSolver:
         elapsed = time.perf_counter() - start
         value = float(values[best])
         return ArgmaxResult(
-            action=self._enumerated[best].copy(), value=value, status="optimal", objective=value, bound=value,
-            gap=0.0, solve_time=elapsed, total_time=elapsed, hit_time_limit=False, used_incumbent=False,
-            fallback=False, n_binaries=0, lp_solves=0, method="enumerate", certificate="exhaustive",
+            action=self._enumerated[best].copy(),
+            value=value,
+            status="optimal",
+            objective=value,
+            bound=value,
+            gap=0.0,
+            solve_time=elapsed,
+            total_time=elapsed,
+            hit_time_limit=False,
+            used_incumbent=False,
+            fallback=False,
+            n_binaries=0,
+            lp_solves=0,
+            method="enumerate",
+            certificate="exhaustive",
         )
 
     def _extract_action(self, x: np.ndarray | None, action_cols: np.ndarray) -> np.ndarray | None:

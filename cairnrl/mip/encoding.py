@@ -67,9 +67,8 @@ class ReluNetwork:
         modules = _flatten(network)
         expected = "Linear, ReLU, Linear, ReLU, ..., Linear(out_features=1)"
         kinds = ["Linear" if isinstance(m, nn.Linear) else "ReLU" if isinstance(m, nn.ReLU) else None for m in modules]
-        valid_pattern = (
-            len(modules) % 2 == 1
-            and all(kind == ("Linear" if i % 2 == 0 else "ReLU") for i, kind in enumerate(kinds))
+        valid_pattern = len(modules) % 2 == 1 and all(
+            kind == ("Linear" if i % 2 == 0 else "ReLU") for i, kind in enumerate(kinds)
         )
         if not valid_pattern:
             found = ", ".join(type(m).__name__ for m in modules)
@@ -251,8 +250,9 @@ def encode_q_network(
         raise ConfigError("state must be finite")
     first = network.weights[0]
     w_action, w_state = (
-        (first[:, :n_actions], first[:, n_actions:]) if input_order == "action_first"
-        else (first[:, state.shape[0]:], first[:, : state.shape[0]])
+        (first[:, :n_actions], first[:, n_actions:])
+        if input_order == "action_first"
+        else (first[:, state.shape[0] :], first[:, : state.shape[0]])
     )
     tightener = _LpTightener(threads, seed) if bound_tightening == "lp" else None
     stats = EncodingStats()

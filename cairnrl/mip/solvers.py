@@ -233,8 +233,14 @@ class ScipSolver(MILPSolver):
         if scip.getNSols() > 0:
             best = scip.getBestSol()
             x = np.array([scip.getSolVal(best, v) for v in variables])
-        name = {"optimal": "optimal", "gaplimit": "optimal", "timelimit": "time_limit", "infeasible": "infeasible",
-                "unbounded": "unbounded", "inforunbd": "unbounded"}.get(status, "error")
+        name = {
+            "optimal": "optimal",
+            "gaplimit": "optimal",
+            "timelimit": "time_limit",
+            "infeasible": "infeasible",
+            "unbounded": "unbounded",
+            "inforunbd": "unbounded",
+        }.get(status, "error")
         objective = scip.getObjVal() if x is not None else math.nan
         return _result(name, x, objective, scip.getDualbound(), scip.getSolvingTime(), scip.getNNodes())
 
@@ -298,8 +304,12 @@ class OrToolsSolver(MILPSolver):
         elapsed = time.perf_counter() - start
         has_point = code in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE)
         x = np.array([v.solution_value() for v in variables]) if has_point else None
-        name = {pywraplp.Solver.OPTIMAL: "optimal", pywraplp.Solver.FEASIBLE: "time_limit",
-                pywraplp.Solver.INFEASIBLE: "infeasible", pywraplp.Solver.UNBOUNDED: "unbounded"}.get(code, "error")
+        name = {
+            pywraplp.Solver.OPTIMAL: "optimal",
+            pywraplp.Solver.FEASIBLE: "time_limit",
+            pywraplp.Solver.INFEASIBLE: "infeasible",
+            pywraplp.Solver.UNBOUNDED: "unbounded",
+        }.get(code, "error")
         value = objective.Value() if has_point else math.nan
         bound = objective.BestBound() if model.integer.any() else value
         return _result(name, x, value, bound, elapsed, solver.nodes() if model.integer.any() else 0)
@@ -346,13 +356,23 @@ class GurobiSolver(MILPSolver):
             grb.addMConstr(model.matrix[upper_rows], x_var, "<", model.row_upper[upper_rows])
         if lower_rows.any():
             grb.addMConstr(model.matrix[lower_rows], x_var, ">", model.row_lower[lower_rows])
-        grb.setMObjective(None, model.objective, model.objective_constant, xc=x_var,
-                          sense=gp.GRB.MAXIMIZE if model.maximize else gp.GRB.MINIMIZE)
+        grb.setMObjective(
+            None,
+            model.objective,
+            model.objective_constant,
+            xc=x_var,
+            sense=gp.GRB.MAXIMIZE if model.maximize else gp.GRB.MINIMIZE,
+        )
         grb.optimize()
         codes = gp.GRB.Status
         x = np.asarray(x_var.X, dtype=np.float64) if grb.SolCount > 0 else None
-        name = {codes.OPTIMAL: "optimal", codes.TIME_LIMIT: "time_limit", codes.INFEASIBLE: "infeasible",
-                codes.UNBOUNDED: "unbounded", codes.INF_OR_UNBD: "unbounded"}.get(grb.Status, "error")
+        name = {
+            codes.OPTIMAL: "optimal",
+            codes.TIME_LIMIT: "time_limit",
+            codes.INFEASIBLE: "infeasible",
+            codes.UNBOUNDED: "unbounded",
+            codes.INF_OR_UNBD: "unbounded",
+        }.get(grb.Status, "error")
         objective = grb.ObjVal if x is not None else math.nan
         bound = grb.ObjBound if model.integer.any() else objective
         nodes = int(grb.NodeCount) if model.integer.any() else 0

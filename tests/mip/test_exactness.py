@@ -7,6 +7,8 @@ fails the fast sweep with probability above 98 %.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 import torch
@@ -31,7 +33,7 @@ def random_net(n_inputs: int, depth: int, width: int, scale: float, generator: t
     """Weights ~ N(0, scale^2 / fan_in), biases ~ N(0, scale^2): Q-values of order scale^(depth + 1)."""
     layers: list[nn.Module] = []
     sizes = [n_inputs] + [width] * depth
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+    for fan_in, fan_out in pairwise(sizes):
         layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
     net = nn.Sequential(*layers, nn.Linear(sizes[-1], 1))
     with torch.no_grad():
