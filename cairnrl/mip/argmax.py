@@ -10,6 +10,15 @@ absolute gap tied to the reward scale instead of the reference's 2 % relative ga
 returns the incumbent, and memoisation. When a solve ends with no feasible point at all, the best of
 ``fallback_samples`` random feasible actions (scored by the network) is returned with a
 :class:`SolverFallbackWarning` instead of raising.
+
+Exactness. With valid pre-activation bounds the big-M rows force ``y = relu(z)`` at every binary point, so the
+MILP's optimum is the network's maximum; what can go wrong is the solver's floating-point search. Each answer is
+checked cheaply (the MILP objective of the incumbent must equal a forward pass of the network at the returned
+action; a mismatch triggers a strict re-solve). ``verify=True`` adds a certificate: a second branch and bound,
+with presolve off and a 1e-9 integrality tolerance, over the same model plus the row
+``Q(a) >= Q(incumbent) + abs_gap``. Infeasibility of that model is the certificate (``certificate="verified"``);
+a point in it is a better action, which is returned instead (``certificate="corrected"``). The certificate rests
+on two independent runs of a floating-point solver agreeing, not on exact arithmetic.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from torch import nn
 
 from cairnrl.core.seeding import check_seed
@@ -29,7 +39,7 @@ from cairnrl.exceptions import ConfigError
 from cairnrl.mip.encoding import BOUND_TIGHTENING, INPUT_ORDERS, ReluNetwork, encode_q_network, network_inputs
 from cairnrl.mip.feasible import FeasibleSet
 from cairnrl.mip.heuristic import fast_argmax, fast_options
-from cairnrl.mip.model import MILPModel
+from cairnrl.mip.model import CompiledModel, MILPModel
 from cairnrl.mip.solvers import MILPSolver, SolveOptions, SolverError, get_solver
 
 METHODS = ("milp", "enumerate", "auto")
@@ -37,6 +47,13 @@ METHODS = ("milp", "enumerate", "auto")
 DEFAULT_GAP_FRACTION = 1e-4
 # A returned point whose binaries are further than this from 0/1 is treated as a solver failure.
 _INTEGRALITY_TOLERANCE = 1e-4
+# The MILP objective of the incumbent and the network's value there may differ by this much (times 1 + |value|)
+# beyond the gap before the answer is re-solved with strict options.
+_VALUE_TOLERANCE = 1e-6
+# Options of the strict re-solve and of the certificate: a different search path (no presolve, no restarts)
+# with the tightest integrality tolerance solvers accept.
+_STRICT = {"presolve": False, "integrality_tolerance": 1e-9}
+CERTIFICATES = ("none", "verified", "corrected", "unverified", "exhaustive")
 
 
 class SolverFallbackWarning(RuntimeWarning):
@@ -62,6 +79,12 @@ class ArgmaxResult:
     :param lp_solves: LPs spent on bound tightening.
     :param cached: the answer came from the memo.
     :param method: ``"milp"`` or ``"enumerate"`` (every feasible action scored in one batch).
+    :param certificate: ``"none"`` (no certificate asked for), ``"verified"`` (a second, strict solve proved that
+        no feasible action beats ``value`` by more than the gap), ``"corrected"`` (that solve found a better action,
+        which is the one returned), ``"unverified"`` (the check could not finish: time limit or solver failure)
+        or ``"exhaustive"`` (every feasible action was scored).
+    :param resolved: the first solve's objective disagreed with the network's value at its action, and the
+        answer comes from a re-solve with presolve off and a 1e-9 integrality tolerance.
     """
 
     action: np.ndarray
@@ -79,6 +102,8 @@ class ArgmaxResult:
     lp_solves: int
     cached: bool = False
     method: str = "milp"
+    certificate: str = "none"
+    resolved: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -127,6 +152,10 @@ class ArgmaxSolver:
         ``enumeration_limit`` candidate actions must be checked, else the MILP). The feasible actions are
         enumerated once per solver.
     :param enumeration_limit: the most candidate actions ``"enumerate"``/``"auto"`` will check.
+    :param verify: certify each MILP answer with a second, strict solve (see the module docstring); costs about
+        one more solve per state. The result's ``certificate`` says what was proved.
+    :param integrality_tolerance: the solver's integrality tolerance (1e-8 by default, see
+        :class:`~cairnrl.mip.solvers.SolveOptions`).
     """
 
     def __init__(
@@ -148,8 +177,11 @@ class ArgmaxSolver:
         cache_size: int = 10_000,
         method: str = "milp",
         enumeration_limit: int = 50_000,
+        verify: bool = False,
+        integrality_tolerance: float = 1e-8,
     ) -> None:
         check_bool("relaxed", relaxed)
+        self.verify = check_bool("verify", verify)
         check_bool("maximize", maximize)
         check_choice("bound_tightening", bound_tightening, BOUND_TIGHTENING)
         check_choice("input_order", input_order, INPUT_ORDERS)
@@ -159,8 +191,14 @@ class ArgmaxSolver:
         self.feasible_set = resolve_feasible_set(env_or_constraints, relaxed)
         if abs_gap is None:
             abs_gap = DEFAULT_GAP_FRACTION * self.feasible_set.reward_scale
-        self.options = SolveOptions(time_limit=time_limit, abs_gap=abs_gap, rel_gap=rel_gap, threads=threads,
-                                    seed=self.seed)
+        self.options = SolveOptions(
+            time_limit=time_limit,
+            abs_gap=abs_gap,
+            rel_gap=rel_gap,
+            threads=threads,
+            seed=self.seed,
+            integrality_tolerance=integrality_tolerance,
+        )
         self.solver = get_solver(solver)
         self.bound_tightening = bound_tightening
         self.maximize = maximize
@@ -176,7 +214,7 @@ class ArgmaxSolver:
         self.method = "enumerate" if small else "milp"
         self._enumerated: np.ndarray | None = None
         self._cache: OrderedDict[bytes, ArgmaxResult] = OrderedDict()
-        self.counts = {"solves": 0, "cache_hits": 0, "time_limit": 0, "fallback": 0}
+        self.counts = {"solves": 0, "cache_hits": 0, "time_limit": 0, "fallback": 0, "resolved": 0, "corrected": 0}
         self.update_network(q_network)
 
     def update_network(self, q_network: nn.Module) -> None:
@@ -218,8 +256,9 @@ class ArgmaxSolver:
         :returns: actions ``(n, N)`` and their network values ``(n,)`` (``n = 1`` for one state); not memoised.
         """
         search = fast_options(options, name="solve_heuristic options")
-        return fast_argmax(self.network, states, self.feasible_set, rng, input_order=self.input_order,
-                           maximize=self.maximize, **search)
+        return fast_argmax(
+            self.network, states, self.feasible_set, rng, input_order=self.input_order, maximize=self.maximize, **search
+        )
 
     def solve_batch(self, states: np.ndarray) -> list[ArgmaxResult]:
         """:meth:`solve` for each row of ``states``; repeated states are solved once."""
@@ -234,9 +273,16 @@ class ArgmaxSolver:
         action_cols = model.add_columns(feasible.n_actions, lower=0.0, upper=feasible.action_upper, integer=True)
         feasible.add_to(model, action_cols)
         stats = encode_q_network(
-            model, self.network, state, action_cols, feasible,
-            input_order=self.input_order, bound_tightening=self.bound_tightening, maximize=self.maximize,
-            threads=self.options.threads, seed=self.options.seed,
+            model,
+            self.network,
+            state,
+            action_cols,
+            feasible,
+            input_order=self.input_order,
+            bound_tightening=self.bound_tightening,
+            maximize=self.maximize,
+            threads=self.options.threads,
+            seed=self.options.seed,
         )
         compiled = model.compile()
         solution = self.solver.solve(compiled, self.options)
@@ -245,21 +291,69 @@ class ArgmaxSolver:
         action = self._extract_action(solution.x, action_cols)
         if action is None:
             return self._fallback(state, solution.status, solution.time, start, stats.n_binaries, stats.lp_solves)
+        value = float(self.q_values(action[None], state)[0])
+        solve_time = solution.time
+        resolved = abs(solution.objective - value) > self.options.abs_gap + _VALUE_TOLERANCE * (1.0 + abs(value))
+        if resolved:  # the solver's objective is not the network's value: its search is not to be trusted
+            self.counts["resolved"] += 1
+            strict = self.solver.solve(compiled, replace(self.options, **_STRICT))
+            solve_time += strict.time
+            strict_action = self._extract_action(strict.x, action_cols)
+            if strict_action is not None:
+                solution, action = strict, strict_action
+                value = float(self.q_values(action[None], state)[0])
+        certificate = "none"
+        if self.verify:
+            certificate, better, check_time = self._certify(compiled, action_cols, state, value)
+            solve_time += check_time
+            if better is not None:
+                self.counts["corrected"] += 1
+                action, value = better
         return ArgmaxResult(
             action=action,
-            value=float(self.q_values(action[None], state)[0]),
+            value=value,
             status=solution.status,
-            objective=solution.objective,
+            objective=solution.objective if certificate != "corrected" else value,
             bound=solution.bound,
             gap=solution.gap,
-            solve_time=solution.time,
+            solve_time=solve_time,
             total_time=time.perf_counter() - start,
             hit_time_limit=solution.hit_time_limit,
             used_incumbent=solution.hit_time_limit,
             fallback=False,
             n_binaries=stats.n_binaries,
             lp_solves=stats.lp_solves,
+            certificate=certificate,
+            resolved=resolved,
         )
+
+    def _certify(
+        self, compiled: CompiledModel, action_cols: np.ndarray, state: np.ndarray, value: float
+    ) -> tuple[str, tuple[np.ndarray, float] | None, float]:
+        """Look for a feasible action better than ``value`` by more than the gap with a strict second solve.
+
+        :returns: the certificate, the better action and its value when one was found, and the solver time.
+        """
+        gap = self.options.abs_gap
+        # Q(a) >= value + gap when maximising, Q(a) <= value - gap when minimising (the constant moves right).
+        target = (value + gap if self.maximize else value - gap) - compiled.objective_constant
+        row = sp.csr_matrix(compiled.objective[None, :])
+        cut = replace(
+            compiled,
+            matrix=sp.vstack([compiled.matrix, row], format="csr"),
+            row_lower=np.append(compiled.row_lower, target if self.maximize else -np.inf),
+            row_upper=np.append(compiled.row_upper, np.inf if self.maximize else target),
+        )
+        check = self.solver.solve(cut, replace(self.options, **_STRICT))
+        if check.status == "infeasible":
+            return "verified", None, check.time
+        better = self._extract_action(check.x, action_cols) if check.status == "optimal" else None
+        if better is None:
+            return "unverified", None, check.time
+        better_value = float(self.q_values(better[None], state)[0])
+        if (better_value > value) if self.maximize else (better_value < value):
+            return "corrected", (better, better_value), check.time
+        return "unverified", None, check.time
 
     def _solve_by_enumeration(self, state: np.ndarray) -> ArgmaxResult:
         start = time.perf_counter()
@@ -271,9 +365,21 @@ class ArgmaxSolver:
         elapsed = time.perf_counter() - start
         value = float(values[best])
         return ArgmaxResult(
-            action=self._enumerated[best].copy(), value=value, status="optimal", objective=value, bound=value,
-            gap=0.0, solve_time=elapsed, total_time=elapsed, hit_time_limit=False, used_incumbent=False,
-            fallback=False, n_binaries=0, lp_solves=0, method="enumerate",
+            action=self._enumerated[best].copy(),
+            value=value,
+            status="optimal",
+            objective=value,
+            bound=value,
+            gap=0.0,
+            solve_time=elapsed,
+            total_time=elapsed,
+            hit_time_limit=False,
+            used_incumbent=False,
+            fallback=False,
+            n_binaries=0,
+            lp_solves=0,
+            method="enumerate",
+            certificate="exhaustive",
         )
 
     def _extract_action(self, x: np.ndarray | None, action_cols: np.ndarray) -> np.ndarray | None:

@@ -32,8 +32,14 @@ from cairnrl.mip.model import TINY_COEFFICIENT, MILPModel
 BOUND_TIGHTENING = ("interval", "lp")
 INPUT_ORDERS = ("action_first", "state_first")
 
-# Big-M constants are widened by this relative margin so float rounding never cuts off the true optimum.
+# Big-M constants are widened by this fraction of the unit's range so float rounding never cuts off the optimum.
 _BOUND_MARGIN = 1e-6
+# An LP bound is only as exact as the LP solver's tolerances; it is widened by this fraction of the interval
+# bound's width (the sum of the magnitudes of the terms the LP adds up) before use.
+_LP_MARGIN = 1e-6
+# In a unit's own units (range scaled to 1), big-M constants are kept at least this far from zero: a smaller
+# one would only be a coefficient solvers drop or mistrust, and a looser valid bound keeps the encoding exact.
+_MIN_NORMALISED_BOUND = 1e-4
 
 
 @dataclass(frozen=True)
@@ -61,9 +67,8 @@ class ReluNetwork:
         modules = _flatten(network)
         expected = "Linear, ReLU, Linear, ReLU, ..., Linear(out_features=1)"
         kinds = ["Linear" if isinstance(m, nn.Linear) else "ReLU" if isinstance(m, nn.ReLU) else None for m in modules]
-        valid_pattern = (
-            len(modules) % 2 == 1
-            and all(kind == ("Linear" if i % 2 == 0 else "ReLU") for i, kind in enumerate(kinds))
+        valid_pattern = len(modules) % 2 == 1 and all(
+            kind == ("Linear" if i % 2 == 0 else "ReLU") for i, kind in enumerate(kinds)
         )
         if not valid_pattern:
             found = ", ".join(type(m).__name__ for m in modules)
@@ -189,6 +194,7 @@ class _LpTightener:
         lp.a_matrix_.index_ = csc.indices.astype(np.int32)
         lp.a_matrix_.value_ = csc.data.astype(np.float64)
         highs.passModel(lp)
+        margin = _LP_MARGIN * (upper - lower)
         lower, upper = lower.copy(), upper.copy()
         all_cols = np.arange(compiled.n_cols, dtype=np.int32)
         optimal = highspy.HighsModelStatus.kOptimal
@@ -204,9 +210,9 @@ class _LpTightener:
                     continue  # keep the interval bound; an LP failure must never produce an invalid bound
                 value = highs.getInfo().objective_function_value + z_const[unit]
                 if side == "upper":
-                    upper[unit] = min(upper[unit], value)
+                    upper[unit] = min(upper[unit], value + margin[unit])
                 else:
-                    lower[unit] = max(lower[unit], value)
+                    lower[unit] = max(lower[unit], value - margin[unit])
                 if upper[unit] <= 0 or lower[unit] >= 0:
                     break
         return lower, upper
@@ -244,8 +250,9 @@ def encode_q_network(
         raise ConfigError("state must be finite")
     first = network.weights[0]
     w_action, w_state = (
-        (first[:, :n_actions], first[:, n_actions:]) if input_order == "action_first"
-        else (first[:, state.shape[0]:], first[:, : state.shape[0]])
+        (first[:, :n_actions], first[:, n_actions:])
+        if input_order == "action_first"
+        else (first[:, state.shape[0] :], first[:, : state.shape[0]])
     )
     tightener = _LpTightener(threads, seed) if bound_tightening == "lp" else None
     stats = EncodingStats()
@@ -301,25 +308,30 @@ def _encode_layer(
     stats.off.append(int(off.sum()))
     stats.on.append(int(on.sum()))
     stats.unstable.append(n_unstable)
-    big_lower = lower[index] - _BOUND_MARGIN * (1.0 + np.abs(lower[index]))
-    big_upper = upper[index] + _BOUND_MARGIN * (1.0 + np.abs(upper[index]))
+    # Each unstable unit is encoded in its own units: relu is positively homogeneous, so with
+    # s = max(-L, U) the column y' = y / s obeys the same three rows with z / s, L / s, U / s. Every big-M
+    # coefficient and column bound then lies in [_MIN_NORMALISED_BOUND, 1 + margin] whatever the
+    # network's scale, so the solver's absolute tolerances mean the same thing in every unit.
+    scale = np.maximum(-lower[index], upper[index])
+    big_lower = np.minimum(lower[index] / scale - _BOUND_MARGIN, -_MIN_NORMALISED_BOUND)
+    big_upper = np.maximum(upper[index] / scale + _BOUND_MARGIN, _MIN_NORMALISED_BOUND)
     y_cols = model.add_columns(n_unstable, lower=0.0, upper=big_upper)
     d_cols = model.add_columns(n_unstable, lower=0.0, upper=1.0, integer=True)
     if n_unstable:
-        zm = np.where(np.abs(z_matrix[index]) > TINY_COEFFICIENT, z_matrix[index], 0.0)
+        zm = z_matrix[index] / scale[:, None]
+        zm = np.where(np.abs(zm) > TINY_COEFFICIENT, zm, 0.0)
+        zc = z_const[index] / scale
         eye = np.eye(n_unstable)
         cols = np.concatenate([expr_cols, y_cols, d_cols])
-        # y - z >= c
-        model.add_dense_rows(np.hstack([-zm, eye, np.zeros_like(eye)]), cols, lower=z_const[index], upper=np.inf)
-        # y - z - L d <= c - L
-        model.add_dense_rows(
-            np.hstack([-zm, eye, -np.diag(big_lower)]), cols, lower=-np.inf, upper=z_const[index] - big_lower
-        )
-        # y - U d <= 0
+        # y' - z' >= c'
+        model.add_dense_rows(np.hstack([-zm, eye, np.zeros_like(eye)]), cols, lower=zc, upper=np.inf)
+        # y' - z' - L' d <= c' - L'
+        model.add_dense_rows(np.hstack([-zm, eye, -np.diag(big_lower)]), cols, lower=-np.inf, upper=zc - big_lower)
+        # y' - U' d <= 0
         model.add_dense_rows(np.hstack([np.zeros_like(zm), eye, -np.diag(big_upper)]), cols, lower=-np.inf, upper=0.0)
     # Next layer's inputs: always-on units pass z through, unstable units are their y columns, off units are 0.
     new_cols = np.concatenate([expr_cols, y_cols])
     out_matrix = np.zeros((z_matrix.shape[0], new_cols.shape[0]))
     out_matrix[on, : expr_cols.shape[0]] = z_matrix[on]
-    out_matrix[index, expr_cols.shape[0] + np.arange(n_unstable)] = 1.0
+    out_matrix[index, expr_cols.shape[0] + np.arange(n_unstable)] = scale
     return new_cols, out_matrix, np.where(on, z_const, 0.0)

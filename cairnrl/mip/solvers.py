@@ -37,6 +37,11 @@ class SolveOptions:
     :param rel_gap: relative gap; 0 by default because Q-values carry a large constant offset (spec B.12.10).
     :param threads: solver threads; 1 keeps runs deterministic and off the other cores.
     :param seed: the solver's random seed.
+    :param integrality_tolerance: how far from 0/1 an integer column may be and still count as integral (HiGHS's
+        ``mip_feasibility_tolerance``, SCIP's ``numerics/feastol``, Gurobi's ``IntFeasTol``). Solvers default to
+        1e-6; with it HiGHS proved wrong optima on ReLU big-M models whose Q-values are small (a better action,
+        feasible with zero violation, was cut off), and 1e-8 removed every such case we found.
+    :param presolve: let the solver presolve (and restart with presolve during the search).
     """
 
     time_limit: float | None = 10.0
@@ -44,6 +49,8 @@ class SolveOptions:
     rel_gap: float = 0.0
     threads: int = 1
     seed: int = 0
+    integrality_tolerance: float = 1e-8
+    presolve: bool = True
 
     def __post_init__(self) -> None:
         if self.time_limit is not None:
@@ -52,6 +59,9 @@ class SolveOptions:
         check_float("rel_gap", self.rel_gap, low=0.0, high=1.0)
         check_int("threads", self.threads, minimum=1)
         check_int("seed", self.seed, minimum=0)
+        check_float("integrality_tolerance", self.integrality_tolerance, low=1e-9, high=1e-3)
+        if not isinstance(self.presolve, bool):
+            raise ConfigError(f"presolve must be a bool, got {self.presolve!r}")
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,8 @@ class HighsSolver(MILPSolver):
         highs.setOptionValue("random_seed", options.seed)
         highs.setOptionValue("mip_abs_gap", options.abs_gap)
         highs.setOptionValue("mip_rel_gap", options.rel_gap)
+        highs.setOptionValue("mip_feasibility_tolerance", options.integrality_tolerance)
+        highs.setOptionValue("presolve", "on" if options.presolve else "off")
         if options.time_limit is not None:
             highs.setOptionValue("time_limit", float(options.time_limit))
         highs.passModel(self._lp(model))
@@ -194,6 +206,9 @@ class ScipSolver(MILPSolver):
         scip.setParam("limits/absgap", options.abs_gap)
         scip.setParam("limits/gap", options.rel_gap)
         scip.setParam("randomization/randomseedshift", options.seed)
+        scip.setParam("numerics/feastol", options.integrality_tolerance)
+        if not options.presolve:
+            scip.setPresolve(self._scip.SCIP_PARAMSETTING.OFF)
         if options.time_limit is not None:
             scip.setParam("limits/time", float(options.time_limit))
         if _has_violated_empty_row(model):
@@ -218,8 +233,14 @@ class ScipSolver(MILPSolver):
         if scip.getNSols() > 0:
             best = scip.getBestSol()
             x = np.array([scip.getSolVal(best, v) for v in variables])
-        name = {"optimal": "optimal", "gaplimit": "optimal", "timelimit": "time_limit", "infeasible": "infeasible",
-                "unbounded": "unbounded", "inforunbd": "unbounded"}.get(status, "error")
+        name = {
+            "optimal": "optimal",
+            "gaplimit": "optimal",
+            "timelimit": "time_limit",
+            "infeasible": "infeasible",
+            "unbounded": "unbounded",
+            "inforunbd": "unbounded",
+        }.get(status, "error")
         objective = scip.getObjVal() if x is not None else math.nan
         return _result(name, x, objective, scip.getDualbound(), scip.getSolvingTime(), scip.getNNodes())
 
@@ -252,6 +273,8 @@ class OrToolsSolver(MILPSolver):
             solver.SetSolverSpecificParametersAsString(
                 f"limits/absgap = {options.abs_gap}\nlimits/gap = {options.rel_gap}\n"
                 f"randomization/randomseedshift = {options.seed}\n"
+                f"numerics/feastol = {options.integrality_tolerance}\n"
+                f"presolving/maxrounds = {-1 if options.presolve else 0}\n"
             )
         variables = []
         for index, (lo, hi, integer) in enumerate(zip(model.lower, model.upper, model.integer, strict=True)):
@@ -281,8 +304,12 @@ class OrToolsSolver(MILPSolver):
         elapsed = time.perf_counter() - start
         has_point = code in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE)
         x = np.array([v.solution_value() for v in variables]) if has_point else None
-        name = {pywraplp.Solver.OPTIMAL: "optimal", pywraplp.Solver.FEASIBLE: "time_limit",
-                pywraplp.Solver.INFEASIBLE: "infeasible", pywraplp.Solver.UNBOUNDED: "unbounded"}.get(code, "error")
+        name = {
+            pywraplp.Solver.OPTIMAL: "optimal",
+            pywraplp.Solver.FEASIBLE: "time_limit",
+            pywraplp.Solver.INFEASIBLE: "infeasible",
+            pywraplp.Solver.UNBOUNDED: "unbounded",
+        }.get(code, "error")
         value = objective.Value() if has_point else math.nan
         bound = objective.BestBound() if model.integer.any() else value
         return _result(name, x, value, bound, elapsed, solver.nodes() if model.integer.any() else 0)
@@ -312,6 +339,8 @@ class GurobiSolver(MILPSolver):
         grb.Params.Seed = options.seed
         grb.Params.MIPGapAbs = options.abs_gap
         grb.Params.MIPGap = options.rel_gap
+        grb.Params.IntFeasTol = options.integrality_tolerance
+        grb.Params.Presolve = -1 if options.presolve else 0
         if options.time_limit is not None:
             grb.Params.TimeLimit = float(options.time_limit)
         vtype = np.where(model.integer, gp.GRB.INTEGER, gp.GRB.CONTINUOUS)
@@ -327,13 +356,23 @@ class GurobiSolver(MILPSolver):
             grb.addMConstr(model.matrix[upper_rows], x_var, "<", model.row_upper[upper_rows])
         if lower_rows.any():
             grb.addMConstr(model.matrix[lower_rows], x_var, ">", model.row_lower[lower_rows])
-        grb.setMObjective(None, model.objective, model.objective_constant, xc=x_var,
-                          sense=gp.GRB.MAXIMIZE if model.maximize else gp.GRB.MINIMIZE)
+        grb.setMObjective(
+            None,
+            model.objective,
+            model.objective_constant,
+            xc=x_var,
+            sense=gp.GRB.MAXIMIZE if model.maximize else gp.GRB.MINIMIZE,
+        )
         grb.optimize()
         codes = gp.GRB.Status
         x = np.asarray(x_var.X, dtype=np.float64) if grb.SolCount > 0 else None
-        name = {codes.OPTIMAL: "optimal", codes.TIME_LIMIT: "time_limit", codes.INFEASIBLE: "infeasible",
-                codes.UNBOUNDED: "unbounded", codes.INF_OR_UNBD: "unbounded"}.get(grb.Status, "error")
+        name = {
+            codes.OPTIMAL: "optimal",
+            codes.TIME_LIMIT: "time_limit",
+            codes.INFEASIBLE: "infeasible",
+            codes.UNBOUNDED: "unbounded",
+            codes.INF_OR_UNBD: "unbounded",
+        }.get(grb.Status, "error")
         objective = grb.ObjVal if x is not None else math.nan
         bound = grb.ObjBound if model.integer.any() else objective
         nodes = int(grb.NodeCount) if model.integer.any() else 0

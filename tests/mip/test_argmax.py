@@ -71,7 +71,7 @@ def test_every_installed_backend_finds_the_brute_force_argmax_within_the_gap(sol
     for trial in range(3):
         net = make_net(env.n_actions + env.n_arms, seed=trial)
         state = rng.integers(0, 4, env.n_arms)
-        argmax = ArgmaxSolver(net, env, solver=solver, method="milp", cache_size=0)
+        argmax = ArgmaxSolver(net, env, solver=solver, method="milp", cache_size=0, time_limit=60.0)
         result = argmax.solve(state)
         assert result.status == "optimal" and not result.fallback
         assert bool(env.is_feasible(result.action[None])[0])
