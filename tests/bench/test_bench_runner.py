@@ -115,7 +115,7 @@ def test_cli_lists_runs_publishes_and_regenerates_benchmarks_md(tmp_path, monkey
     assert main([]) == 2
 
     out = tmp_path / "out"
-    assert main(["toy", "--quick", "--out", str(out), "--no-progress"]) == 0
+    assert main(["toy", "--quick", "--out", str(out), "--no-progress", "--publish"]) == 0
     published = folder / "results" / "toy" / "quick"
     summary = json.loads((published / "summary.json").read_text())
     assert summary["command"] == f"cairnrl bench toy --quick --workers 1 --out {out}"
@@ -129,7 +129,7 @@ def test_cli_lists_runs_publishes_and_regenerates_benchmarks_md(tmp_path, monkey
     assert f"`cairnrl bench toy --quick --workers 1 --out {out}`" in document
 
     assert "all 8 runs executed in it" in document
-    assert main(["toy", "--quick", "--out", str(out), "--no-progress"]) == 0  # resumes: nothing runs again
+    assert main(["toy", "--quick", "--out", str(out), "--no-progress", "--publish"]) == 0  # resumes: nothing runs again
     assert "0 of 8 runs executed in it" in (tmp_path / "BENCHMARKS.md").read_text()
     (tmp_path / "BENCHMARKS.md").unlink()
     assert main(["--report"]) == 0 and "## toy (quick)" in (tmp_path / "BENCHMARKS.md").read_text()
