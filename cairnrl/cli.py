@@ -148,9 +148,6 @@ def _train(args: argparse.Namespace) -> int:
         model.save(run_dir / MODEL_DIR)
     record = read_run_record(run_dir)
     print(f"run folder: {run_dir}")
-    reason = getattr(model, "stop_reason", None)
-    if reason:
-        print(f"training ended after {model.num_timesteps} of {args.timesteps} steps: {reason}")
     _print_evaluation(record.get("final_evaluation"), record.get("final_evaluation_skipped") or _skip_reason(args))
     return 0
 
