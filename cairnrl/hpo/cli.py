@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         study_name=args.study, n_jobs=args.workers, top_k=args.top_k, objective=args.objective,
         n_evaluations=args.evaluations, n_startup_trials=args.startup_trials, fixed=parse_assignments(args.set),
         run_dir=args.run_dir, sampler_seed=args.sampler_seed, worker=args.worker,
-        heartbeat_interval=args.heartbeat, grace_period=args.grace_period,
+        heartbeat_interval=args.heartbeat, grace_period=args.grace_period, progress_bar=not args.no_progress,
     )
     _print_result(result)
     return 0
@@ -85,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tuning-seeds", default="0-4", help="seeds of every trial, e.g. 0-4 or 0,2,5-7")
     parser.add_argument("--test-seeds", default="1000-1009", help="unseen seeds of the final phase")
     parser.add_argument("--storage", help="journal file path (default RUN_DIR/study.journal) or an RDB URL "
-                                          "such as postgresql+psycopg2://user@host/db")
+                                          "such as postgresql://user@host/db")
     parser.add_argument("--study", help="study name (default ALGO-ENV); an existing study is resumed")
     parser.add_argument("--workers", type=positive_int, default=1, help="worker processes on this machine")
     parser.add_argument("--worker", type=int, default=0, help="index of this worker (distinct per machine)")
@@ -105,6 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--heartbeat", type=int, default=60, help="heartbeat interval in seconds (RDB storage)")
     parser.add_argument("--grace-period", type=int, help="seconds without heartbeat before a trial is retried")
     parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar over trials")
     parser.set_defaults(func=run)
 
 
