@@ -114,6 +114,11 @@ def test_cli_lists_runs_publishes_and_regenerates_benchmarks_md(tmp_path, monkey
     assert main(["nope"]) == 2 and "unknown benchmark 'nope'" in capsys.readouterr().err
     assert main([]) == 2
 
+    private = tmp_path / "private"
+    assert main(["toy", "--quick", "--out", str(private), "--no-progress"]) == 0  # tracked files stay untouched
+    assert (private / "report" / "summary.json").is_file() and "pass --publish" in capsys.readouterr().out
+    assert not (folder / "results").exists() and not (tmp_path / "BENCHMARKS.md").exists()
+
     out = tmp_path / "out"
     assert main(["toy", "--quick", "--out", str(out), "--no-progress", "--publish"]) == 0
     published = folder / "results" / "toy" / "quick"
