@@ -11,12 +11,21 @@ from typing import Any
 
 # Loaded on first use, so ``cairnrl tune --help`` parses without importing Optuna and torch.
 _EXPORTS = {
-    "ConfigResult": "results", "TuneResult": "results",
-    "check_seed_overlap": "seeds", "derived_seeds": "seeds", "parse_seeds": "seeds",
-    "SB3_SEARCH_SPACES": "spaces", "default_search_space": "spaces", "load_search_space": "spaces",
+    "ConfigResult": "results",
+    "TuneResult": "results",
+    "check_seed_overlap": "seeds",
+    "derived_seeds": "seeds",
+    "parse_seeds": "seeds",
+    "SB3_SEARCH_SPACES": "spaces",
+    "default_search_space": "spaces",
+    "load_search_space": "spaces",
     "validate_search_space": "spaces",
     "StudySettings": "study",
-    "build_settings": "tuning", "create_study": "tuning", "join": "tuning", "report": "tuning", "tune": "tuning",
+    "build_settings": "tuning",
+    "create_study": "tuning",
+    "join": "tuning",
+    "report": "tuning",
+    "tune": "tuning",
 }
 
 

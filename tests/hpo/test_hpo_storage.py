@@ -14,11 +14,14 @@ def _installed(*present: str):
     return lambda name: object() if name in present else None
 
 
-@pytest.mark.parametrize(("present", "expected"), [
-    (("psycopg", "psycopg2"), "postgresql+psycopg://u@h/db"),
-    (("psycopg2",), "postgresql+psycopg2://u@h/db"),
-    ((), "postgresql+psycopg://u@h/db"),
-])
+@pytest.mark.parametrize(
+    ("present", "expected"),
+    [
+        (("psycopg", "psycopg2"), "postgresql+psycopg://u@h/db"),
+        (("psycopg2",), "postgresql+psycopg2://u@h/db"),
+        ((), "postgresql+psycopg://u@h/db"),
+    ],
+)
 def test_plain_postgres_url_gets_an_installed_driver(monkeypatch, present, expected):
     monkeypatch.setattr(storage.importlib.util, "find_spec", _installed(*present))
     assert rdb_url("postgresql://u@h/db") == expected
