@@ -223,7 +223,11 @@ def _eval(args: argparse.Namespace) -> int:
         seed = final_evaluation_seed(record["seed"])
     else:
         raise ConfigError(f"{run_dir}/run.json records no training seed; pass --seed")
-    env = make(env_id)
+    # The training env's constructor arguments, when the run recorded them (an env made with kwargs).
+    env_kwargs = {} if args.env else record.get("env_kwargs") or {}
+    if not isinstance(env_kwargs, dict):
+        raise ConfigError(f"{run_dir}/run.json: env_kwargs must be a mapping, got {env_kwargs!r}")
+    env = make(env_id, **env_kwargs)
     try:
         # Algorithms that act through their env (SEQUOIA's feasible set) need it when loading.
         model = load_sb3(run_dir / MODEL_DIR) if is_sb3(algorithm) else algorithm.load(run_dir / MODEL_DIR, env=env)

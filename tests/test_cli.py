@@ -146,3 +146,15 @@ def test_help_and_import_cairnrl_stay_light():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.slow
+def test_sequoia_run_folder_evaluates(tmp_path, capsys):
+    """SEQUOIA acts through its env's feasible set: eval rebuilds the env and loads the model with it."""
+    assert main(["train", "sequoia", "--env", "cairnrl/CoRMAB-Capacity-v0", "--timesteps", "5", "--eval-episodes",
+                 "1", "--logdir", str(tmp_path), "--set", "warm_start=false", "--no-progress"]) == 0
+    final = _mean(capsys.readouterr().out)
+    assert main(["eval", str(tmp_path / "SEQUOIA_1")]) == 0
+    assert _mean(capsys.readouterr().out) == final
+    assert main(["eval", str(tmp_path / "SEQUOIA_1"), "--env", "cairnrl/CoRMAB-Capacity-v0", "--seed", "3"]) == 0
+    assert "(seed 3) over 1 episodes" in capsys.readouterr().out
