@@ -1,9 +1,10 @@
 """The ``cairnrl`` command line: ``train``, ``eval``, ``list`` and the sub-commands of the library's modules.
 
-Parsing imports nothing heavy: torch, SB3 and the algorithms load once a command runs, so ``--help`` is instant.
-Every user error (a bad argument, hyperparameter, env, file) ends as one line ``cairnrl: error: ...`` on stderr
-and exit code 2, never a traceback.
+Every user error (a bad argument, hyperparameter, env or file) ends as one line ``cairnrl: error: ...`` on
+stderr and exit code 2, never a traceback.
 """
+
+# Parsing imports nothing heavy: torch, SB3 and the algorithms load once a command runs, so --help is instant.
 
 from __future__ import annotations
 
