@@ -9,6 +9,16 @@ DQN's across stochastic environments (spec ``sqirl_snapshot.md`` A6-A7):
   cell (so no state-independent bias solves them, unlike the plain corridor).  Sticky MiniGrid tasks are added
   when the optional ``minigrid`` package is installed; they have no exact model, so there a run is solved when
   the mean return of 20 greedy rollouts reaches a declared near-optimal target.
+* **Gymnasium toy-text tasks** with sticky actions: FrozenLake (the slippery ice replaced by sticky actions, as
+  in the paper's sticky-action variants) and CliffWalking, built exactly from Gymnasium's own transition tables
+  (``env.unwrapped.P``), so they are evaluated exactly and their effective horizon is computed like the others.
+  FrozenLake 4x4 has min_k = 1 but a tiny Q-margin (Δ_1 = 3e-4, column "Δ_k" of the effective-horizon
+  diagnostic), and samples per stage grow as var / Δ².  With too few episodes per stage SQIRL's early greedy
+  policies walk into holes, every later episode ends before the stage being learned, and training stops by the
+  reference's rule with most of the budget unused.  Measured with the library's default optimiser settings
+  (learning rate 1e-4, 10 epochs), seeds 0-2, 100k steps: m = 50 reaches success 0.00 / 0.27 / 0.98 (two runs
+  stopped after 2.6k and 21k steps), m = 200 reaches 0.70 / 0.19 / 0.92 (two stopped after 23k and 30k steps).
+  The quick suite's SQIRL settings (learning rate 1e-3, 40 epochs, m = 128, k = 2) reach 0.999 on seed 0 (40k budget).
 * **Sample complexity** of a run: the first env step at which its greedy policy is optimal.  Tabular policies
   are evaluated *exactly* every ``eval_freq`` steps (the state distribution is propagated through the
   sticky-augmented MDP; :mod:`cairnrl.bench.tabular_eval`), and a run counts as solved at an evaluation when
@@ -74,11 +84,16 @@ TASKS: dict[str, dict[str, Any]] = {
     "lock-10": {"lock": {"length": 10, "n_actions": 4, "seed": 1}},
     "lock-15": {"lock": {"length": 15, "n_actions": 2, "seed": 1}},
     "lock-20": {"lock": {"length": 20, "n_actions": 4, "seed": 0}},
+    # Gymnasium's toy-text tasks, deterministic ground made stochastic by sticky actions (p = STICKY_P).
+    "frozenlake-4x4": {"toy_text": "FrozenLake-v1", "kwargs": {"is_slippery": False}, "horizon": 100},
+    "frozenlake-8x8": {"toy_text": "FrozenLake-v1", "kwargs": {"map_name": "8x8", "is_slippery": False},
+                       "horizon": 200},
+    "cliffwalking": {"toy_text": "CliffWalking-v1", "kwargs": {}, "horizon": 50},
     # MiniGrid has no exact model here: "solved" = mean return of rollouts >= target (near-optimal, see task_info).
     "minigrid-empty-5x5": {"minigrid": "MiniGrid-Empty-5x5-v0", "max_steps": 20, "target": 0.6},
     "minigrid-doorkey-5x5": {"minigrid": "MiniGrid-DoorKey-5x5-v0", "max_steps": 40, "target": 0.5},
 }
-QUICK_TASKS = ["corridor-10", "corridor-20", "trap-1", "trapchain-8", "lock-5", "lock-8", "lock-10"]
+QUICK_TASKS = ["corridor-10", "corridor-20", "trap-1", "trapchain-8", "lock-5", "lock-8", "lock-10", "frozenlake-4x4"]
 FULL_TASKS = list(TASKS)
 
 SEEDS = {"quick": [0, 1, 2], "full": [0, 1, 2, 3, 4]}
@@ -142,6 +157,41 @@ def make_lock_corridor(length: int, n_actions: int = 4, seed: int = 0, horizon: 
     return TabularMDP.from_deterministic(next_state, rewards, horizon, initial_state=0, sticky_p=sticky_p)
 
 
+def make_toy_text_mdp(env_id: str, horizon: int, sticky_p: float = STICKY_P, **kwargs: Any):
+    """A Gymnasium toy-text env (FrozenLake, CliffWalking, ...) as an exact :class:`~cairnrl.envs.TabularMDP`.
+
+    The dynamics, rewards and initial distribution are Gymnasium's own tables (``P[s][a]`` = list of
+    ``(probability, next state, reward, terminated)``, ``initial_state_distrib``); a state entered with
+    ``terminated=True`` is terminal.  Sticky actions follow :class:`cairnrl.envs.StickyActions`, so the MDP steps
+    exactly as ``TimeLimit(StickyActions(gym.make(env_id, **kwargs), sticky_p), horizon)``.
+    """
+    from cairnrl.envs import TabularMDP
+
+    base = gym.make(env_id, **kwargs).unwrapped
+    table = getattr(base, "P", None)
+    if table is None or not hasattr(base, "initial_state_distrib"):
+        raise ConfigError(f"{env_id} has no transition table P / initial_state_distrib (not a toy-text env)")
+    n_states, n_actions = int(base.observation_space.n), int(base.action_space.n)
+    width = max(len(table[state][action]) for state in range(n_states) for action in range(n_actions))
+    next_states = np.zeros((n_states, n_actions, width), dtype=np.int64)
+    probabilities = np.zeros((n_states, n_actions, width))
+    rewards = np.zeros((n_states, n_actions, width))
+    entered: dict[int, set[bool]] = {}
+    for state in range(n_states):
+        for action in range(n_actions):
+            for slot, (probability, successor, reward, terminated) in enumerate(table[state][action]):
+                next_states[state, action, slot] = successor
+                probabilities[state, action, slot] = probability
+                rewards[state, action, slot] = reward
+                entered.setdefault(int(successor), set()).add(bool(terminated))
+    if any(len(flags) > 1 for flags in entered.values()):
+        raise ConfigError(f"{env_id}: a state is entered both with and without termination; not a terminal-state MDP")
+    terminal = np.zeros(n_states, dtype=bool)
+    terminal[[state for state, flags in entered.items() if flags == {True}]] = True
+    return TabularMDP.from_successors(next_states, probabilities, rewards, np.asarray(base.initial_state_distrib),
+                                      horizon, terminal_states=terminal, sticky_p=sticky_p)
+
+
 def minigrid_available() -> bool:
     """Whether the optional ``minigrid`` package is installed."""
     try:
@@ -158,8 +208,9 @@ def make_task_env(task: str) -> gym.Env:
         from cairnrl.envs import make
 
         return make(definition["env"], **definition["kwargs"])
-    if "lock" in definition:
-        mdp = make_lock_corridor(**definition["lock"])
+    if "lock" in definition or "toy_text" in definition:
+        mdp = (make_lock_corridor(**definition["lock"]) if "lock" in definition else
+               make_toy_text_mdp(definition["toy_text"], definition["horizon"], **definition["kwargs"]))
         return gym.wrappers.TimeLimit(mdp, mdp.horizon)
     return _make_minigrid(definition["minigrid"], definition["max_steps"])
 
@@ -197,7 +248,7 @@ def task_info(task: str) -> dict[str, Any]:
 
         random = evaluate("random", make_task_env(task), n_episodes=200, seed=0, deterministic=False).mean
         return {"tabular": False, "optimal_return": definition["target"], "random_return": random,
-                "horizon": definition["max_steps"], "n_states": None, "min_k": None}
+                "horizon": definition["max_steps"], "n_states": None, "min_k": None, "max_k": None, "gap": None}
     from cairnrl.analysis import effective_horizon
 
     env = make_task_env(task)
@@ -208,9 +259,11 @@ def task_info(task: str) -> dict[str, Any]:
         raise ConfigError(f"task {task!r}: no policy on the observed state attains the optimum {optimal:.6g} "
                           f"(best found {attainable:.6g}); sample complexity would be undefined")
     analysis = effective_horizon(evaluator.mdp)
+    # The smallest Q^k margin SQIRL's regression must resolve at k = min_k: samples per stage grow as var / gap².
+    gap = analysis.greedy_gaps[analysis.min_k - 1] if analysis.min_k is not None else None
     return {"tabular": True, "optimal_return": optimal, "random_return": random, "horizon": evaluator.horizon,
             "n_states": evaluator.n_states, "n_actions": evaluator.n_actions, "sticky_p": evaluator.mdp.sticky_p,
-            "min_k": analysis.min_k}
+            "min_k": analysis.min_k, "max_k": analysis.max_k, "gap": gap}
 
 
 # ================================================================ runs
@@ -426,18 +479,24 @@ def _markdown(mode, tasks, families, complexity, solved_runs, fraction, correlat
         "sample complexity = median over seeds of the first solved step (never: at least half the seeds "
         "never solved), best configuration of each algorithm's grid.",
         "",
-        "| task | states | T | min_k | J* | J_random | " + " | ".join(families) + " |",
-        "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in families) + " |",
+        "| task | states | T | min_k | Δ_k | J* | J_random | " + " | ".join(families) + " |",
+        "| --- | --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in families) + " |",
     ]
     for index, task in enumerate(tasks):
         info = task_info(task)
         cells = [f"{_steps(complexity[family][index])} ({solved_runs[family][index]})" for family in families]
         target = f"{info['optimal_return']:.4g}" + ("" if info["tabular"] else " (rollout target)")
-        lines.append(f"| {task} | {info['n_states'] or 'n/a'} | {info['horizon']} | {info['min_k'] or 'n/a'} | "
-                     f"{target} | {info['random_return']:.4g} | " + " | ".join(cells) + " |")
+        min_k = info["min_k"] or (f"> {info['max_k']}" if info["tabular"] else "n/a")
+        gap = "inf" if info["gap"] == math.inf else _fmt(info["gap"])
+        lines.append(f"| {task} | {info['n_states'] or 'n/a'} | {info['horizon']} | {min_k} | {gap} | {target} | "
+                     f"{info['random_return']:.4g} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Cells: median env steps to the optimum (seeds solved / seeds).",
+        "Cells: median env steps to the optimum (seeds solved / seeds). min_k and Δ_k come from the exact "
+        "effective-horizon analysis (`cairnrl.analysis.effective_horizon`): the planning depth SQIRL needs and the "
+        "smallest margin of Q^k between the best optimal and the best other action over the states the greedy "
+        "policies reach; SQIRL's episodes per stage must grow as var / Δ², so a small Δ_k (FrozenLake) means many "
+        "samples, and a task whose early greedy policies end episodes (holes) stops SQIRL early when m is small.",
         "",
         "| algorithm | fraction of tasks solved |",
         "| --- | --- |",

@@ -9,7 +9,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm as SB3Algorithm
 
 from cairnrl.core.base import BaseAlgorithm
 from cairnrl.core.sb3_io import SB3_CLASSES
-from cairnrl.exceptions import ConfigError
+from cairnrl.exceptions import ConfigError, EnvError
 
 Algorithm = type[BaseAlgorithm] | type[SB3Algorithm]
 
@@ -71,7 +71,14 @@ def make_model(
         environment = make(env) if isinstance(env, str) else env
         try:
             return cls(policy, environment, seed=seed, tensorboard_log=tensorboard_log, verbose=verbose, **parameters)
-        except TypeError as error:
+        except AssertionError as error:
+            # SB3 checks spaces and hyperparameters with asserts.
+            if "action spaces" in str(error) or "observation space" in str(error):
+                where = env if isinstance(env, str) else "this env"
+                raise EnvError(f"{cls.__name__} cannot train on {where}: {error}") from error
+            raise ConfigError(f"invalid hyperparameters for {cls.__name__}: {error}") from error
+        except (TypeError, ValueError) as error:
+            # e.g. torch's ValueError for a negative learning rate, raised when SB3 builds the optimiser.
             raise ConfigError(f"invalid hyperparameters for {cls.__name__}: {error}") from error
     try:
         return cls(policy, env, seed=seed, tensorboard_log=tensorboard_log, verbose=verbose, **parameters)

@@ -35,6 +35,7 @@ Choices where the reference is ambiguous or accidental, each deliberate:
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, ClassVar
 
@@ -59,6 +60,7 @@ _EPISODE_SEED_KEY = 10
 _ACTION_RNG_KEY = 11
 _BATCH_RNG_KEY = 12
 _MAX_IDLE_STAGES = 10
+_log = logging.getLogger(__name__)
 
 
 class SQIRLQNetwork(nn.Module):
@@ -229,6 +231,8 @@ class SQIRL(BaseAlgorithm):
         self._loss_ema: torch.Tensor | None = None
         self._episodes_started = 0
         self._idle_stages = 0
+        #: Why the last ``learn`` ended before its step budget (None when it used the whole budget).
+        self.stop_reason: str | None = None
         self._action_rng = np.random.default_rng(spawn_seeds(self.seed, 1, key=_ACTION_RNG_KEY)[0])
         self._batch_rng = np.random.default_rng(spawn_seeds(self.seed, 1, key=_BATCH_RNG_KEY)[0])
 
@@ -241,6 +245,18 @@ class SQIRL(BaseAlgorithm):
     def training_complete(self) -> bool:
         """True once every stage is learned or the last stages had no exploratory step (P12)."""
         return (self.horizon is not None and self.stage >= self.horizon) or self._idle_stages >= _MAX_IDLE_STAGES
+
+    def _completion_reason(self) -> str:
+        """Why :attr:`training_complete` holds, in words a user can act on."""
+        if self.horizon is not None and self.stage >= self.horizon:
+            return f"SQIRL has learned all T = {self.horizon} stages; the time-indexed policy is complete"
+        return (
+            f"SQIRL stopped after stage {self.stage}: the last {_MAX_IDLE_STAGES} stages had no exploratory step "
+            "(in each, every episode ended under the learned policies before the time step being learned), the "
+            "reference's stopping rule. That is the goal when the policy finishes "
+            "its episodes early; if the return is low, the early policies end episodes too soon (e.g. walking "
+            "into a terminal state): collect more episodes per stage (episodes_per_timestep, m)"
+        )
 
     # ------------------------------------------------------------------ acting
     def _observation_tensor(self, observation: np.ndarray) -> torch.Tensor:
@@ -382,6 +398,21 @@ class SQIRL(BaseAlgorithm):
         return (head_losses / max(gradient_steps, 1)).cpu().numpy()
 
     def _learn(self, callback: BaseCallback, log_interval: int) -> None:
+        self.stop_reason = None
+        if self.training_complete:
+            self._stop(f"nothing to train: {self._completion_reason()}")
+            return
+        self._learn_stages(callback, log_interval)
+        if self.training_complete and self.num_timesteps < self._total_timesteps:
+            self._stop(self._completion_reason())
+
+    def _stop(self, reason: str) -> None:
+        """Record and log why training ends before the step budget (the progress bar alone would not say)."""
+        self.stop_reason = reason
+        _log.warning("%s (%d of %d env steps used)", reason, self.num_timesteps - self._start_timesteps,
+                     self._total_timesteps - self._start_timesteps)
+
+    def _learn_stages(self, callback: BaseCallback, log_interval: int) -> None:
         n_envs = self.env.num_envs
         while self.num_timesteps < self._total_timesteps and not self.training_complete:
             callback.on_rollout_start()

@@ -1,14 +1,15 @@
 """``cairnrl bench``: run a declared benchmark, summarise it and regenerate BENCHMARKS.md.
 
     cairnrl bench --list
-    cairnrl bench NAME [--quick] [--workers N] [--out DIR] [--no-publish] [--no-progress]
+    cairnrl bench NAME [--quick] [--workers N] [--out DIR] [--publish] [--no-progress]
     cairnrl bench --report
 
 Benchmarks are the scripts in the repository's ``benchmarks/`` folder that declare ``EXPERIMENT = ...``; the
 folder is found next to the installed ``cairnrl`` package (an editable install or a clone), else in the current
-directory, or wherever ``CAIRNRL_BENCHMARKS_DIR`` points.  Runs go to ``--out`` (default
-``results/bench/NAME/{quick,full}`` in the repository, which git ignores); the summary, tables and figures are
-then published to ``benchmarks/results/NAME/{quick,full}/`` and BENCHMARKS.md is rebuilt from those folders.
+directory, or wherever ``CAIRNRL_BENCHMARKS_DIR`` points.  Runs, the summary, tables and figures go to ``--out``
+(default ``results/bench/NAME/{quick,full}`` in the repository, which git ignores).  Only with ``--publish`` is
+the report copied to the tracked ``benchmarks/results/NAME/{quick,full}/`` and BENCHMARKS.md rebuilt from
+those folders.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import cairnrl
 from cairnrl.bench.experiment import Experiment
 from cairnrl.bench.report import publish, write_benchmarks_md, write_summary
 from cairnrl.bench.runner import load_results, run_experiment
+from cairnrl.cli import EXTERNAL_COMMANDS, ArgumentParser, plain_text, positive_int, run_parser
 from cairnrl.exceptions import ConfigError
 
 ENV_VARIABLE = "CAIRNRL_BENCHMARKS_DIR"
@@ -127,47 +129,40 @@ def run_benchmark(args: argparse.Namespace) -> int:
                   wall_time_s=time.perf_counter() - clock, results=results, n_executed=len(results) - resumed)
     print(summary.markdown.replace("{figures}", str(report_dir)))
     print(f"\nruns: {out / 'runs'}\nreport: {report_dir}")
-    if not args.no_publish:
+    if args.publish:
         target = publish(report_dir, results_root, experiment.name, args.quick)
         write_benchmarks_md(results_root, document)
         print(f"published to {target}; regenerated {document}")
+    else:
+        print(f"not published: pass --publish to copy the report to {results_root} and regenerate {document.name}")
     return 0
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", nargs="?", help="benchmark name (see --list)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument("--report", action="store_true", help="only regenerate BENCHMARKS.md from published results")
-    parser.add_argument("--quick", action="store_true", help="the CI-sized suite (minutes) instead of the full one")
-    parser.add_argument("--workers", type=_positive_int, default=1, help="parallel worker processes (default 1)")
+    parser.add_argument("--quick", action="store_true", help="the CI-sized suite instead of the full one")
+    parser.add_argument("--workers", type=positive_int, default=1, help="parallel worker processes (default 1)")
     parser.add_argument("--out", default=None, help="output folder (default results/bench/NAME/MODE)")
-    parser.add_argument("--no-publish", action="store_true",
-                        help="do not copy the report to benchmarks/results/ nor regenerate BENCHMARKS.md")
+    parser.add_argument("--publish", action="store_true",
+                        help="copy the report to the tracked benchmarks/results/ and regenerate BENCHMARKS.md")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run_benchmark)
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``bench`` to the ``cairnrl`` command's sub-parsers."""
-    parser = subparsers.add_parser("bench", help="run a reproducible benchmark and update BENCHMARKS.md",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser("bench", help=EXTERNAL_COMMANDS["bench"][1], description=plain_text(__doc__),
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_arguments(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """``cairnrl bench`` as a function: ``main(["sqirl", "--quick"])``."""
-    parser = argparse.ArgumentParser(prog="cairnrl bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    from cairnrl.cli import run_parser
-
+    parser = ArgumentParser(prog="cairnrl bench", description=plain_text(__doc__),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_arguments(parser)
     return run_parser(parser, argv)
 

@@ -1,7 +1,8 @@
 """``cairnrl data make | collect | info | validate | convert``.
 
 :func:`register` adds the ``data`` command to the top-level ``cairnrl`` parser; :func:`main` runs it alone.
-Every sub-command returns 0 on success and 1 (message on stderr, no traceback) on a cairnrl error.
+Every sub-command returns 0 on success; a user error ends as ``cairnrl: error: ...`` on stderr and exit code 2
+(no traceback), as for every ``cairnrl`` command.
 """
 
 from __future__ import annotations
@@ -9,28 +10,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from cairnrl.cli import ArgumentParser, positive_int, run_parser
 from cairnrl.data.collect import collect
 from cairnrl.data.dataset import Dataset
 from cairnrl.data.io import FORMATS, load, save
 from cairnrl.data.recipes import make_dataset, parse_recipe
 from cairnrl.data.teacher import load_teacher_policy
-from cairnrl.exceptions import CairnError
-
-
-def _positive(text: str) -> int:
-    """argparse type: a positive integer."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+from cairnrl.exceptions import ConfigError
 
 
 def _add_load_options(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +28,7 @@ def _add_load_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, help="skip format detection")
     parser.add_argument("--env-id", help="env whose spaces to validate against (recorded in the metadata)")
     parser.add_argument("--observation-key", help="key to load from Dict observations (Minari)")
-    parser.add_argument("--max-episode-steps", type=_positive, help="flat files without timeouts: cut episodes")
+    parser.add_argument("--max-episode-steps", type=positive_int, help="flat files without timeouts: cut episodes")
 
 
 def _load(args: argparse.Namespace) -> Dataset:
@@ -112,8 +102,7 @@ def _make(args: argparse.Namespace) -> int:
     for recipe in recipes:
         target = out / recipe.name
         if target.exists() and not args.overwrite:
-            print(f"error: {target} already exists; pass --overwrite to replace it", file=sys.stderr)
-            return 1
+            raise ConfigError(f"{target} already exists; pass --overwrite to replace it")
     for recipe in recipes:
         mode = "-mean" if args.deterministic else ""
         teacher_dir = out / "teachers" / f"{recipe.env}-sac-budget{args.budget}-seed{args.seed}{mode}"
@@ -137,19 +126,6 @@ def _make(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guard(function: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn cairnrl errors into a one-line message and exit code 1."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return function(args)
-        except CairnError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
-
-    return run
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``data`` and its sub-commands to a ``cairnrl`` parser's sub-parsers."""
     data = subparsers.add_parser("data", help="offline datasets: make, collect, inspect, validate, convert")
@@ -157,58 +133,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     validate = commands.add_parser("validate", help="load a dataset and run every check")
     _add_load_options(validate)
-    validate.set_defaults(func=_guard(_validate))
+    validate.set_defaults(func=_validate)
 
     info = commands.add_parser("info", help="summarise a dataset")
     _add_load_options(info)
     info.add_argument("--json", action="store_true", help="print summary and metadata as JSON")
-    info.set_defaults(func=_guard(_info))
+    info.set_defaults(func=_info)
 
     convert = commands.add_parser("convert", help="rewrite a dataset in another format")
     _add_load_options(convert)
     convert.add_argument("destination", help="folder (Minari), .hdf5 (D4RL) or .npz")
     convert.add_argument("--to", choices=FORMATS, help="output format (default: from the destination's suffix)")
     convert.add_argument("--overwrite", action="store_true")
-    convert.set_defaults(func=_guard(_convert))
+    convert.set_defaults(func=_convert)
 
     gather = commands.add_parser("collect", help="roll out a policy and save the episodes")
     gather.add_argument("env_id")
     gather.add_argument("--out", required=True, help="destination (folder, .hdf5 or .npz)")
     budget = gather.add_mutually_exclusive_group(required=True)
-    budget.add_argument("--episodes", type=_positive)
-    budget.add_argument("--steps", type=_positive)
+    budget.add_argument("--episodes", type=positive_int)
+    budget.add_argument("--steps", type=positive_int)
     gather.add_argument("--policy", default="random", help="'random' or a teacher folder made by 'data make'")
     gather.add_argument("--which", default="expert", choices=("expert", "medium"), help="teacher snapshot to use")
     gather.add_argument("--seed", type=int, default=0)
     gather.add_argument("--stochastic", action="store_true", help="sample actions instead of the policy mean")
-    gather.add_argument("--threads", type=_positive, default=1)
+    gather.add_argument("--threads", type=positive_int, default=1)
     gather.add_argument("--no-progress", action="store_true")
     gather.add_argument("--overwrite", action="store_true")
-    gather.set_defaults(func=_guard(_collect))
+    gather.set_defaults(func=_collect)
 
     make = commands.add_parser("make", help="build D4RL-style MuJoCo datasets (hopper-medium, ...)")
     make.add_argument("names", nargs="+", help="e.g. hopper-medium walker2d-random+expert100")
     make.add_argument("--out", required=True, help="folder for the datasets and the SAC teachers")
-    make.add_argument("--budget", type=_positive, default=1_000_000, help="SAC teacher training steps")
-    make.add_argument("--steps", type=_positive, default=1_000_000, help="steps per random/medium/expert part")
+    make.add_argument("--budget", type=positive_int, default=1_000_000, help="SAC teacher training steps")
+    make.add_argument("--steps", type=positive_int, default=1_000_000, help="steps per random/medium/expert part")
     make.add_argument("--seed", type=int, default=0)
-    make.add_argument("--eval-every", type=_positive, help="steps between teacher evaluations (default budget/20)")
-    make.add_argument("--eval-episodes", type=_positive, default=5)
+    make.add_argument("--eval-every", type=positive_int, help="steps between teacher evaluations (default budget/20)")
+    make.add_argument("--eval-episodes", type=positive_int, default=5)
     make.add_argument("--deterministic", action="store_true", help="collect with the SAC mean action")
     make.add_argument("--device", default="cpu")
-    make.add_argument("--threads", type=_positive, default=1)
+    make.add_argument("--threads", type=positive_int, default=1)
     make.add_argument("--no-progress", action="store_true")
     make.add_argument("--overwrite", action="store_true")
-    make.set_defaults(func=_guard(_make))
+    make.set_defaults(func=_make)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``cairnrl data ...`` with ``argv`` (without the program name), returning the exit code."""
-    parser = argparse.ArgumentParser(prog="cairnrl")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    register(subparsers)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    parser = ArgumentParser(prog="cairnrl")
+    register(parser.add_subparsers(dest="command", required=True))
+    return run_parser(parser, argv)
 
 
 if __name__ == "__main__":

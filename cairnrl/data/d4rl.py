@@ -227,6 +227,9 @@ def read_npz_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     arrays: dict[str, np.ndarray] = {}
     file_metadata: dict[str, Any] = {}
     key = "<zip index>"
+    if not zipfile.is_zipfile(path):
+        # np.load treats any non-zip, non-.npy file as a pickle; say what the file really is instead.
+        raise DatasetError(f"{path}: not an .npz file (an .npz is a zip archive of .npy arrays)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             for key in archive.files:

@@ -1,24 +1,39 @@
 """cairnrl's env layer: Gymnasium registration under ``cairnrl/``, :func:`make`, wrappers and tabular MDPs.
 
-Importing this package registers every cairnrl env with Gymnasium (idempotently).
+Importing this package (or ``cairnrl``) registers every cairnrl env with Gymnasium (idempotently).  The
+snapshot tools are imported on first use, so registering the envs does not load MuJoCo or torch.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from cairnrl.envs.registration import make, register_envs
-from cairnrl.envs.snapshot import (
-    RecordLastStep,
-    Snapshot,
-    load_snapshots,
-    restore_snapshot,
-    save_snapshots,
-    take_snapshot,
-)
-from cairnrl.envs.snapshot_env import SnapshotCollection, SnapshotEnv, collect_snapshots, kmeans_1d
 from cairnrl.envs.tabular import TabularMDP, make_corridor, make_trap_chain
 from cairnrl.envs.wrappers import StickyActions
 
+_LAZY = {
+    "RecordLastStep": "cairnrl.envs.snapshot",
+    "Snapshot": "cairnrl.envs.snapshot",
+    "load_snapshots": "cairnrl.envs.snapshot",
+    "restore_snapshot": "cairnrl.envs.snapshot",
+    "save_snapshots": "cairnrl.envs.snapshot",
+    "take_snapshot": "cairnrl.envs.snapshot",
+    "SnapshotCollection": "cairnrl.envs.snapshot_env",
+    "SnapshotEnv": "cairnrl.envs.snapshot_env",
+    "collect_snapshots": "cairnrl.envs.snapshot_env",
+    "kmeans_1d": "cairnrl.envs.snapshot_env",
+}
+
 register_envs()
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cairnrl.envs' has no attribute {name!r}")
+
 
 __all__ = [
     "RecordLastStep",

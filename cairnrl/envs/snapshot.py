@@ -303,7 +303,8 @@ def take_snapshot(
     Args:
         env: a Gymnasium env that has been reset. Its wrapper stack must consist of supported wrappers (see
             module docstring) unless ``method="copy"``.
-        observation, info: what the env last returned. Optional when ``env`` is a :class:`RecordLastStep`.
+        observation, info: what the env last returned. Optional when ``env`` is a :class:`RecordLastStep`, and
+            for a MuJoCo env, whose observation is a function of its state (then ``info`` defaults to ``{}``).
         method: ``"mujoco"`` (array state; MuJoCo envs only), ``"copy"`` (deep copy held in memory, cannot be
             saved) or ``"auto"`` (``"mujoco"`` when the base env has MuJoCo ``model``/``data``, else ``"copy"``).
     """
@@ -311,20 +312,23 @@ def take_snapshot(
         raise EnvError(f"method must be one of {_METHODS}, got {method!r}")
     layers = _stack(env)
     env_id = _env_id(env)
+    parts = _mujoco_parts(env)
+    if method == "auto":
+        method = "mujoco" if parts is not None else "copy"
     if observation is None:
-        if not isinstance(env, RecordLastStep) or env.last_observation is None:
+        if isinstance(env, RecordLastStep) and env.last_observation is not None:
+            observation, info = env.last_observation, env.last_info
+        elif method == "mujoco" and parts is not None:
+            observation = _current_observation(layers, env_id)
+        else:
             raise EnvError(
                 f"{env_id}: pass the observation (and info) the env last returned, or wrap the env in "
-                "RecordLastStep and reset it before taking a snapshot"
+                "RecordLastStep and reset it before taking a snapshot (only a MuJoCo env can recompute it)"
             )
-        observation, info = env.last_observation, env.last_info
     if info is None:
         info = {}
     if not isinstance(info, dict):
         raise EnvError(f"info must be a dict, got {type(info).__name__}")
-    parts = _mujoco_parts(env)
-    if method == "auto":
-        method = "mujoco" if parts is not None else "copy"
     if method == "mujoco":
         if parts is None:
             raise EnvError(
@@ -333,6 +337,29 @@ def take_snapshot(
             )
         return _take_mujoco(layers, parts, env_id, observation, info)
     return _take_copy(layers, env_id, observation, info)
+
+
+def _current_observation(layers: list[gym.Env], env_id: str) -> Any:
+    """The observation a MuJoCo env stack last returned, recomputed from its state.
+
+    Gymnasium's MuJoCo envs compute the observation from ``data`` right after the last step (or reset) with
+    ``_get_obs()``, and nothing changes ``data`` until the next step, so recomputing it now gives the same array;
+    observation wrappers of the stack are applied from the inside out, as their ``step`` would.
+    """
+    base = layers[-1]
+    for layer in layers[:-1]:
+        if type(layer) is OrderEnforcing and not layer.has_reset:
+            raise EnvError(f"{env_id}: the env has not been reset; reset it before taking a snapshot")
+    if not callable(getattr(base, "_get_obs", None)):
+        raise EnvError(
+            f"{env_id}: {type(base).__name__} cannot recompute its observation (no _get_obs); pass the observation "
+            "the env last returned, or wrap the env in RecordLastStep"
+        )
+    observation = base._get_obs()
+    for layer in reversed(layers[:-1]):
+        if isinstance(layer, gym.ObservationWrapper):
+            observation = layer.observation(observation)
+    return observation
 
 
 def _check_mujoco_supported(model: mujoco.MjModel, env_id: str) -> None:

@@ -6,11 +6,34 @@ one machine or many; see :mod:`cairnrl.hpo.tuning`.
 
 from __future__ import annotations
 
-from cairnrl.hpo.results import ConfigResult, TuneResult
-from cairnrl.hpo.seeds import check_seed_overlap, derived_seeds, parse_seeds
-from cairnrl.hpo.spaces import SB3_SEARCH_SPACES, default_search_space, load_search_space, validate_search_space
-from cairnrl.hpo.study import StudySettings
-from cairnrl.hpo.tuning import build_settings, create_study, join, report, tune
+import importlib
+from typing import Any
+
+# Loaded on first use, so ``cairnrl tune --help`` parses without importing Optuna and torch.
+_EXPORTS = {
+    "ConfigResult": "results",
+    "TuneResult": "results",
+    "check_seed_overlap": "seeds",
+    "derived_seeds": "seeds",
+    "parse_seeds": "seeds",
+    "SB3_SEARCH_SPACES": "spaces",
+    "default_search_space": "spaces",
+    "load_search_space": "spaces",
+    "validate_search_space": "spaces",
+    "StudySettings": "study",
+    "build_settings": "tuning",
+    "create_study": "tuning",
+    "join": "tuning",
+    "report": "tuning",
+    "tune": "tuning",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"cairnrl.hpo.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'cairnrl.hpo' has no attribute {name!r}")
+
 
 __all__ = [
     "SB3_SEARCH_SPACES",

@@ -4,16 +4,21 @@
   processes on one host, readable by ``optuna-dashboard PATH``. Journal storage has no heartbeat, so a trial
   left RUNNING by a dead worker is recognised by the worker tag each trial records (``host:pid:index``): a
   RUNNING trial of this host whose process no longer exists is marked failed and retried.
-* An RDB URL (``postgresql+psycopg2://user@host:5432/db``, ``mysql+pymysql://...``, ``sqlite:///file.db``) gets
+* An RDB URL (``postgresql://user@host:5432/db``, ``mysql+pymysql://...``, ``sqlite:///file.db``) gets
   ``heartbeat_interval`` and ``grace_period`` and Optuna's ``RetryHeartbeatStaleTrialCallback``: a trial whose
   worker stopped beating for ``grace_period`` seconds is marked failed by the next worker that starts or waits
   for a trial, and re-queued with the same parameters (up to ``max_retry`` times). SQLite is for a single process
   only (Optuna's FAQ: no row locking, "database is locked" under concurrency).
+
+A plain ``postgresql://`` URL uses psycopg 3, which the ``postgres`` extra installs and SQLAlchemy 2.1 picks
+for that scheme; where only psycopg2 is installed it is used instead. ``postgresql+psycopg://`` and
+``postgresql+psycopg2://`` name the driver explicitly.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import socket
 import warnings
@@ -34,6 +39,31 @@ except ImportError:  # pragma: no cover - Optuna 4.0-4.8
 
 #: A killed worker's trial is re-queued at most this many times (then it stays failed).
 MAX_RETRY = 3
+#: PostgreSQL drivers SQLAlchemy accepts in ``postgresql+DRIVER://``: the module each imports and how to get it.
+_POSTGRES_DRIVERS = {
+    "psycopg": ("psycopg", "pip install 'cairnrl[postgres]' (psycopg 3)"),
+    "psycopg2": ("psycopg2", "pip install psycopg2-binary"),
+}
+
+
+def rdb_url(url: str) -> str:
+    """``url`` with the PostgreSQL driver made explicit: a plain ``postgresql://`` gets psycopg 3 when it is
+    installed, else psycopg2 when that is; other URLs are returned unchanged."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("postgresql", "postgres"):
+        return url
+    for driver, (module, _) in _POSTGRES_DRIVERS.items():
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{driver}://{rest}"
+    return f"postgresql+psycopg://{rest}"
+
+
+def _missing_driver_hint(url: str) -> str:
+    scheme = url.partition("://")[0]
+    driver = scheme.partition("+")[2]
+    if scheme.startswith("postgres"):
+        return _POSTGRES_DRIVERS.get(driver, _POSTGRES_DRIVERS["psycopg"])[1]
+    return f"install the Python driver SQLAlchemy needs for {scheme}://"
 
 
 @dataclass(frozen=True)
@@ -80,7 +110,7 @@ class StorageSpec:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             try:
                 return RDBStorage(
-                    self.url,
+                    rdb_url(self.url),
                     heartbeat_interval=self.heartbeat_interval,
                     grace_period=grace,
                     heartbeat_stale_trial_callback=_RetryCallback(max_retry=MAX_RETRY),
@@ -88,8 +118,8 @@ class StorageSpec:
                 )
             except ImportError as error:
                 raise ConfigError(
-                    f"storage {self.display()}: the database driver is missing ({error}); for PostgreSQL "
-                    "pip install psycopg2-binary"
+                    f"storage {self.display()}: the database driver is missing ({error}); "
+                    f"{_missing_driver_hint(rdb_url(self.url))}"
                 ) from error
             except Exception as error:
                 raise ConfigError(f"cannot open storage {self.display()}: {type(error).__name__}: {error}") from error

@@ -21,15 +21,13 @@ from optuna.trial import TrialState
 from cairnrl.algos.registry import Algorithm, get_algorithm, is_sb3
 from cairnrl.core.stats import iqm
 from cairnrl.exceptions import ConfigError
+from cairnrl.hpo.options import OBJECTIVES, PRUNERS, SAMPLERS  # noqa: F401  (re-exported)
 from cairnrl.hpo.runs import Diverged, train_and_evaluate
 from cairnrl.hpo.spaces import SearchSpace, merge, suggest
 
 STUDY_ATTR = "cairnrl_study"
 TRIALS_ATTR = "cairnrl_n_trials"
 FINAL_ATTR = "cairnrl_final"
-OBJECTIVES = ("mean", "iqm")
-SAMPLERS = ("tpe", "random")
-PRUNERS = ("median", "halving", "none")
 _SAMPLER_SEED_KEY = 0x5A3B
 
 

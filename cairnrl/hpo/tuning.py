@@ -232,7 +232,32 @@ def _recover_stale(opened: OpenStudy) -> None:
             optuna.storages.fail_stale_trials(opened.study)
 
 
-def _work(opened: OpenStudy, worker: int, poll: Callable[[], object] = lambda: None, poll_seconds: float = 1.0) -> int:
+class TrialProgress:
+    """A tqdm bar over the study's trials (all workers): finished out of the budget, with the best tuning score."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        from tqdm.auto import tqdm
+
+        self.study = study
+        self.bar = tqdm(total=int(study.user_attrs.get(TRIALS_ATTR, 0)), unit="trial", desc="trials",
+                        dynamic_ncols=True)
+
+    def update(self) -> None:
+        """Refresh from the storage (cheap: called between trials)."""
+        self.bar.total = int(self.study.user_attrs.get(TRIALS_ATTR, 0))
+        self.bar.n = min(counted_trials(self.study), self.bar.total)
+        completed = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if completed:
+            self.bar.set_postfix(best=f"{max(trial.value for trial in completed):.4g}", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.update()
+        self.bar.close()
+
+
+def _work(opened: OpenStudy, worker: int, poll: Callable[[], object] = lambda: None, poll_seconds: float = 1.0,
+          progress: TrialProgress | None = None) -> int:
     """Run trials until the study's budget is used, then wait for the running trials of other workers (retrying
     those whose worker died). ``poll`` runs before every check (it reaps local child processes, so a killed
     child is seen as dead). Returns how many trials this worker ran."""
@@ -242,6 +267,8 @@ def _work(opened: OpenStudy, worker: int, poll: Callable[[], object] = lambda: N
     while True:
         poll()
         _recover_stale(opened)
+        if progress is not None:
+            progress.update()
         target = int(study.user_attrs.get(TRIALS_ATTR, 0))
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if counted_trials(study) < target or waiting:
@@ -315,6 +342,7 @@ def tune(
     worker: int = 0,
     heartbeat_interval: int = 60,
     grace_period: int | None = None,
+    progress_bar: bool = False,
 ) -> TuneResult:
     """Tune ``algo`` on ``env`` with separate tuning and test seeds; returns the test-seed results.
 
@@ -330,7 +358,7 @@ def tune(
     :param sampler: ``"tpe"`` (multivariate, constant liar) or ``"random"``; pruner: ``"median"``,
         ``"halving"`` or ``"none"``; n_startup_trials: trials before TPE models and the median pruner prunes.
     :param storage: ``None`` (a journal file ``run_dir/study.journal``), a journal file path, or an RDB URL
-        such as ``postgresql+psycopg2://user@host/db`` (heartbeats, stale trials retried).
+        such as ``postgresql://user@host/db`` (heartbeats, stale trials retried).
     :param study_name: default ``<algorithm>-<env>``; reusing a name resumes the study (same settings only).
     :param n_jobs: worker processes on this machine (this one plus ``n_jobs - 1`` started with
         ``cairnrl tune join``); each has its own sampler seed. Needs a file or a server storage, not SQLite.
@@ -344,6 +372,7 @@ def tune(
         (other machines joining the study use other indices).
     :param heartbeat_interval: seconds between heartbeats (RDB storage); grace_period: seconds without a
         heartbeat after which a trial is failed and retried (default twice the interval).
+    :param progress_bar: show a bar over the study's trials (all workers) with the best tuning score so far.
     """
     check_int("n_trials", n_trials, minimum=1)
     check_int("n_jobs", n_jobs, minimum=1)
@@ -369,8 +398,9 @@ def tune(
     opened = _open_study(spec, study_name, settings, worker)
     _prepare(opened, n_trials, encoded)
     children = _spawn_workers(spec, study_name, range(worker + 1, worker + n_jobs)) if n_jobs > 1 else []
+    progress = TrialProgress(opened.study) if progress_bar else None
     try:
-        _work(opened, worker, poll=lambda: [child.poll() for child in children])
+        _work(opened, worker, poll=lambda: [child.poll() for child in children], progress=progress)
     except BaseException:
         for child in children:  # their unfinished trials are retried when the study is resumed
             child.terminate()
@@ -379,7 +409,11 @@ def tune(
         for child in children:
             child.wait()
     if any(child.returncode != 0 for child in children):
-        _work(opened, worker)  # retries the trials of workers that died and completes the budget
+        _work(opened, worker, progress=progress)  # retries the trials of workers that died and completes the budget
+    if progress is not None:
+        progress.close()
+        print(f"final phase: retraining the best {top_k} configuration(s) and the defaults on "
+              f"{len(opened.settings.test_seeds)} test seeds", file=sys.stderr)
     return _finish(opened, run_dir, top_k)
 
 

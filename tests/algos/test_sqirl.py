@@ -243,3 +243,22 @@ def test_two_step_trap_needs_planning_depth_two(planning_depth, expected):
     model = SQIRL("MlpPolicy", "cairnrl/TwoStepTrap-v0", planning_depth=planning_depth, seed=0,
                   episodes_per_timestep=100, learning_rate=1e-3, n_epochs=40, batch_size=64).learn(400)
     assert evaluate(model, "cairnrl/TwoStepTrap-v0", n_episodes=20).mean == pytest.approx(expected)
+
+
+def test_early_stop_is_explained_and_a_finished_model_says_so():
+    """The reference's rule (10 stages without an exploratory step) ends training before the budget; say why."""
+    torch.set_num_threads(1)
+    model = SQIRL("MlpPolicy", "cairnrl/StickyCorridor-v0", seed=0)  # m = 1: the first greedy stage falls off
+    model.learn(500)
+    assert model.num_timesteps < 500 and model.training_complete
+    assert "the last 10 stages had no exploratory step" in model.stop_reason
+    assert "episodes_per_timestep" in model.stop_reason
+    model.learn(100, reset_num_timesteps=False)
+    assert model.stop_reason.startswith("nothing to train: ")
+
+    complete = SQIRL("MlpPolicy", "cairnrl/TwoStepTrap-v0", episodes_per_timestep=4, seed=0)
+    complete.learn(1_000)
+    assert complete.stop_reason == "SQIRL has learned all T = 2 stages; the time-indexed policy is complete"
+    budget = SQIRL("MlpPolicy", "cairnrl/TwoStepTrap-v0", episodes_per_timestep=4, seed=0)
+    budget.learn(4)
+    assert budget.stop_reason is None  # the budget, not the algorithm, ended training

@@ -114,8 +114,13 @@ def test_cli_lists_runs_publishes_and_regenerates_benchmarks_md(tmp_path, monkey
     assert main(["nope"]) == 2 and "unknown benchmark 'nope'" in capsys.readouterr().err
     assert main([]) == 2
 
+    private = tmp_path / "private"
+    assert main(["toy", "--quick", "--out", str(private), "--no-progress"]) == 0  # tracked files stay untouched
+    assert (private / "report" / "summary.json").is_file() and "pass --publish" in capsys.readouterr().out
+    assert not (folder / "results").exists() and not (tmp_path / "BENCHMARKS.md").exists()
+
     out = tmp_path / "out"
-    assert main(["toy", "--quick", "--out", str(out), "--no-progress"]) == 0
+    assert main(["toy", "--quick", "--out", str(out), "--no-progress", "--publish"]) == 0
     published = folder / "results" / "toy" / "quick"
     summary = json.loads((published / "summary.json").read_text())
     assert summary["command"] == f"cairnrl bench toy --quick --workers 1 --out {out}"
@@ -129,7 +134,7 @@ def test_cli_lists_runs_publishes_and_regenerates_benchmarks_md(tmp_path, monkey
     assert f"`cairnrl bench toy --quick --workers 1 --out {out}`" in document
 
     assert "all 8 runs executed in it" in document
-    assert main(["toy", "--quick", "--out", str(out), "--no-progress"]) == 0  # resumes: nothing runs again
+    assert main(["toy", "--quick", "--out", str(out), "--no-progress", "--publish"]) == 0  # resumes: nothing runs again
     assert "0 of 8 runs executed in it" in (tmp_path / "BENCHMARKS.md").read_text()
     (tmp_path / "BENCHMARKS.md").unlink()
     assert main(["--report"]) == 0 and "## toy (quick)" in (tmp_path / "BENCHMARKS.md").read_text()

@@ -28,6 +28,33 @@ def test_lock_corridor_is_a_k1_task_with_cell_dependent_actions():
     assert info["min_k"] == 1 and info["optimal_return"] < 1.0 and info["random_return"] < 0.2  # sticky p = 0.25
 
 
+def test_toy_text_tasks_step_exactly_as_gymnasium_with_sticky_actions():
+    """The FrozenLake task is Gymnasium's FrozenLake (deterministic ground) under StickyActions, step for step."""
+    import gymnasium as gym
+
+    from cairnrl.envs import StickyActions
+
+    ours = sqirl.make_task_env("frozenlake-4x4")
+    theirs = gym.wrappers.TimeLimit(StickyActions(gym.make("FrozenLake-v1", is_slippery=False), p=0.25), 100)
+    actions = np.random.default_rng(0).integers(0, 4, size=10_000)
+    step, lengths = 0, []
+    for episode in range(40):
+        assert ours.reset(seed=episode)[0] == theirs.reset(seed=episode)[0]
+        done, length = False, 0
+        while not done:
+            mine, reference = ours.step(int(actions[step])), theirs.step(int(actions[step]))
+            assert mine[:4] == reference[:4]
+            done, step, length = mine[2] or mine[3], step + 1, length + 1
+        lengths.append(length)
+    assert max(lengths) > 5  # episodes go past the first steps, so sticky repeats were exercised
+    info = sqirl.task_info("frozenlake-4x4")
+    assert info["optimal_return"] == pytest.approx(1.0) and info["random_return"] < 0.05
+    assert info["min_k"] == 1 and 0 < info["gap"] < 0.01  # greedy on Q^random is optimal, by a tiny margin
+    assert "frozenlake-4x4" in sqirl.QUICK_TASKS and {"frozenlake-8x8", "cliffwalking"} <= set(sqirl.FULL_TASKS)
+    with pytest.raises(ConfigError, match="not a toy-text env"):
+        sqirl.make_toy_text_mdp("CartPole-v1", horizon=10)
+
+
 def test_declared_suites():
     quick = sqirl.runs(quick=True)
     assert len(quick) == len(sqirl.QUICK_TASKS) * 3 * len(sqirl.SEEDS["quick"])

@@ -35,14 +35,18 @@ def test_validate_info_and_convert(tmp_path, make_flat, hdf5_writer, capsys):
     assert "3 episodes, 12 steps" in capsys.readouterr().out
 
 
-def test_errors_are_one_line_and_exit_1(tmp_path, make_flat, hdf5_writer, capsys):
+def test_errors_are_one_line_and_exit_2(tmp_path, make_flat, hdf5_writer, capsys):
     arrays = make_flat(MIXED)
     arrays["rewards"][2] = np.nan
     path = hdf5_writer(tmp_path / "bad.hdf5", arrays)
-    assert main(["data", "validate", str(path)]) == 1
+    assert main(["data", "validate", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "key 'rewards', episode 0, step 2" in err and "Traceback" not in err
-    assert main(["data", "make", "hopper-mediocre", "--out", str(tmp_path)]) == 1
+    assert "cairnrl: error:" in err and "key 'rewards', episode 0, step 2" in err and "Traceback" not in err
+    text = tmp_path / "notes.npz"
+    text.write_text("not an archive")
+    assert main(["data", "info", str(text)]) == 2
+    assert "not an .npz file" in capsys.readouterr().err
+    assert main(["data", "make", "hopper-mediocre", "--out", str(tmp_path)]) == 2
     assert "unknown dataset recipe" in capsys.readouterr().err
 
 
@@ -64,5 +68,5 @@ def test_collect_and_make(tmp_path, capsys):
     assert main(["data", "collect", "Hopper-v5", "--policy", str(teacher_dir), "--which", "medium", "--steps", "30",
                  "--out", str(tmp_path / "medium.npz"), "--no-progress"]) == 0
     assert load(tmp_path / "medium.npz").num_steps == 30
-    assert main(["data", "make", "hopper-random", "--steps", "60", "--out", str(made), "--no-progress"]) == 1
+    assert main(["data", "make", "hopper-random", "--steps", "60", "--out", str(made), "--no-progress"]) == 2
     assert "already exists" in capsys.readouterr().err

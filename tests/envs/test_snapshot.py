@@ -160,8 +160,6 @@ def test_record_last_step_supplies_observation_and_info() -> None:
     target = RecordLastStep(gym.make("Hopper-v5"))
     restore_snapshot(target, snapshot)
     np.testing.assert_array_equal(target.last_observation, observation)
-    with pytest.raises(EnvError, match="pass the observation"):
-        take_snapshot(gym.make("Hopper-v5"))
 
 
 def test_episode_statistics_restart_at_restore() -> None:
@@ -268,3 +266,31 @@ def test_tampered_or_foreign_files_are_rejected(tmp_path) -> None:
     save_checkpoint(tmp_path / "other", {"format": "something-else"}, {})
     with pytest.raises(CheckpointError, match="not a cairnrl-snapshots file"):
         load_snapshots(tmp_path / "other")
+
+
+@pytest.mark.parametrize("env_id", ["Hopper-v5", "Humanoid-v5"])
+def test_plain_mujoco_env_snapshots_without_the_observation(env_id: str) -> None:
+    """A MuJoCo observation is a function of the state: take_snapshot(env) alone works and restores exactly."""
+    env = gym.make(env_id, max_episode_steps=LIMIT)
+    observation, _ = env.reset(seed=3)
+    actions = _actions(env, PREFIX + HORIZON)
+    for action in actions[:PREFIX]:
+        observation, *_ = env.step(action)
+    snapshot = take_snapshot(env)
+    np.testing.assert_array_equal(snapshot.observation, observation)
+    reference = _rollout(env, actions[PREFIX:])
+    for target in (env, gym.make(env_id, max_episode_steps=LIMIT)):
+        restored, _ = restore_snapshot(target, snapshot)
+        np.testing.assert_array_equal(restored, observation)
+        _assert_same(reference, _rollout(target, actions[PREFIX:]))
+
+
+def test_plain_env_observation_passes_through_observation_wrappers() -> None:
+    env = gym.wrappers.TransformObservation(gym.make("Hopper-v5"), lambda obs: 2.0 * obs, None)
+    observation, _ = env.reset(seed=0)
+    observation, *_ = env.step(np.zeros(3))
+    np.testing.assert_array_equal(take_snapshot(env).observation, observation)
+    with pytest.raises(EnvError, match="has not been reset"):
+        take_snapshot(gym.make("Hopper-v5"))
+    with pytest.raises(EnvError, match="pass the observation"):
+        take_snapshot(gym.make("CartPole-v1"))

@@ -46,10 +46,11 @@ def postgres_url():
     """A throw-away PostgreSQL server on loopback (initdb + pg_ctl in a temporary folder), as a SQLAlchemy URL.
 
     PostgreSQL refuses to run as root, so as root the server runs as ``nobody``. Skips with the reason when the
-    server or the psycopg2 driver is missing; with ``CAIRNRL_REQUIRE_POSTGRES=1`` (CI) that is a failure.
+    server or the psycopg (3) driver of the ``postgres`` extra is missing; with ``CAIRNRL_REQUIRE_POSTGRES=1`` (CI)
+    that is a failure. The URL is the plain ``postgresql://`` form users write.
     """
-    if importlib.util.find_spec("psycopg2") is None:
-        _unavailable("the psycopg2 driver is not installed (pip install psycopg2-binary)")
+    if importlib.util.find_spec("psycopg") is None:
+        _unavailable("the psycopg driver is not installed (pip install 'cairnrl[postgres]')")
     folder = _postgres_bin()
     if folder is None:
         _unavailable("PostgreSQL server binaries not found (apt-get install postgresql)")
@@ -76,7 +77,7 @@ def postgres_url():
             if done.returncode != 0:
                 server_log = Path(log).read_text()[-500:] if Path(log).exists() else ""
                 _unavailable(f"{Path(command[0]).name} failed: {(done.stderr or done.stdout)[-500:]} {server_log}")
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run([str(folder / "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"], capture_output=True,
                        timeout=60, check=False, cwd=root, **run_as)

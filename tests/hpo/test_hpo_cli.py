@@ -14,7 +14,10 @@ def test_tune_sqirl_then_report(tmp_path, capsys):
     space = {"episodes_per_timestep": {"type": "categorical", "choices": [8, 16]}}
     (tmp_path / "space.json").write_text(json.dumps(space))
     assert main([*arguments, "--search-space", str(tmp_path / "space.json")]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "trials: 100%" in captured.err and "2/2" in captured.err  # the progress bar over the study's trials
+    assert "final phase: retraining the best 1 configuration(s) and the defaults on 2 test seeds" in captured.err
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     best = summary["configs"][0]
     assert best["hyperparameters"]["n_epochs"] == 20 and summary["default"]["hyperparameters"] == {"n_epochs": 20}
@@ -32,12 +35,15 @@ def test_tune_sb3_ppo_end_to_end(tmp_path, capsys):
                                                                       "log": True}}}))
     code = main(["tune", "sb3-ppo", "--env", "CartPole-v1", "--trials", "2", "--budget", "128", "--tuning-seeds",
                  "0", "--test-seeds", "1", "--eval-episodes", "2", "--evaluations", "2", "--search-space", str(space),
-                 "--set", "n_steps=64", "--set", "batch_size=32", "--study", "ppo", "--run-dir", str(tmp_path)])
+                 "--set", "n_steps=64", "--set", "batch_size=32", "--study", "ppo", "--run-dir", str(tmp_path),
+                 "--no-progress"])
     assert code == 0
+    captured = capsys.readouterr()
+    assert "trials:" not in captured.err
     best_config = json.loads((tmp_path / "report" / "best_config.json").read_text())
     assert best_config["algorithm"] == "sb3-ppo" and best_config["env"] == "CartPole-v1"
     assert set(best_config["hyperparameters"]) == {"learning_rate", "n_steps", "batch_size"}
-    assert "best: tuning" in capsys.readouterr().out
+    assert "best: tuning" in captured.out
 
 
 def test_cli_errors_name_the_problem(tmp_path, capsys):

@@ -1,13 +1,29 @@
 """Combinatorial restless multi-armed bandits (coRMAB, SEQUOIA spec part B): four coupled problems as Gymnasium envs."""
 
-from cairnrl.envs.cormab.base import CoRMABEnv, CoRMABProblem, FeasibleActionSpace, InfeasibleActionError
-from cairnrl.envs.cormab.capacity import CapacityEnv, CapacityProblem
-from cairnrl.envs.cormab.chain import ArmChain, generate_chain
-from cairnrl.envs.cormab.graphs import TransitGraph, load_graph_json, transit_graph
-from cairnrl.envs.cormab.interventions import InterventionsProblem, MultipleInterventionsEnv
-from cairnrl.envs.cormab.matching import MatchingEnv, MatchingProblem
-from cairnrl.envs.cormab.path import PathEnv, PathProblem
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from cairnrl.envs.cormab.registration import COR_MAB_ENVS, register_cormab_envs
+
+# The env classes load on first use, so registering the ids (on ``import cairnrl``) stays free of torch.
+_LAZY = {
+    **dict.fromkeys(("CoRMABEnv", "CoRMABProblem", "FeasibleActionSpace", "InfeasibleActionError"), "base"),
+    **dict.fromkeys(("CapacityEnv", "CapacityProblem"), "capacity"),
+    **dict.fromkeys(("ArmChain", "generate_chain"), "chain"),
+    **dict.fromkeys(("TransitGraph", "load_graph_json", "transit_graph"), "graphs"),
+    **dict.fromkeys(("InterventionsProblem", "MultipleInterventionsEnv"), "interventions"),
+    **dict.fromkeys(("MatchingEnv", "MatchingProblem"), "matching"),
+    **dict.fromkeys(("PathEnv", "PathProblem"), "path"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"cairnrl.envs.cormab.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'cairnrl.envs.cormab' has no attribute {name!r}")
+
 
 __all__ = [
     "COR_MAB_ENVS",
