@@ -35,7 +35,6 @@ Choices where the reference is ambiguous or accidental, each deliberate:
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any, ClassVar
 
@@ -60,7 +59,6 @@ _EPISODE_SEED_KEY = 10
 _ACTION_RNG_KEY = 11
 _BATCH_RNG_KEY = 12
 _MAX_IDLE_STAGES = 10
-_log = logging.getLogger(__name__)
 
 
 class SQIRLQNetwork(nn.Module):
@@ -231,8 +229,6 @@ class SQIRL(BaseAlgorithm):
         self._loss_ema: torch.Tensor | None = None
         self._episodes_started = 0
         self._idle_stages = 0
-        #: Why the last ``learn`` ended before its step budget (None when it used the whole budget).
-        self.stop_reason: str | None = None
         self._action_rng = np.random.default_rng(spawn_seeds(self.seed, 1, key=_ACTION_RNG_KEY)[0])
         self._batch_rng = np.random.default_rng(spawn_seeds(self.seed, 1, key=_BATCH_RNG_KEY)[0])
 
@@ -398,7 +394,6 @@ class SQIRL(BaseAlgorithm):
         return (head_losses / max(gradient_steps, 1)).cpu().numpy()
 
     def _learn(self, callback: BaseCallback, log_interval: int) -> None:
-        self.stop_reason = None
         if self.training_complete:
             self._stop(f"nothing to train: {self._completion_reason()}")
             return
@@ -407,10 +402,8 @@ class SQIRL(BaseAlgorithm):
             self._stop(self._completion_reason())
 
     def _stop(self, reason: str) -> None:
-        """Record and log why training ends before the step budget (the progress bar alone would not say)."""
+        """Record why training ends before the step budget (the base logs it; the progress bar alone would not say)."""
         self.stop_reason = reason
-        _log.warning("%s (%d of %d env steps used)", reason, self.num_timesteps - self._start_timesteps,
-                     self._total_timesteps - self._start_timesteps)
 
     def _learn_stages(self, callback: BaseCallback, log_interval: int) -> None:
         n_envs = self.env.num_envs

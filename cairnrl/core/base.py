@@ -27,6 +27,8 @@ they are saved in the checkpoint and passed back to ``__init__`` by :meth:`BaseA
 from __future__ import annotations
 
 import inspect
+import json
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections import deque
@@ -54,6 +56,7 @@ from cairnrl.core.validation import check_choice, check_int
 from cairnrl.exceptions import CheckpointError, ConfigError, EnvError
 
 GymEnv = gym.Env | VecEnv | str
+_log = logging.getLogger("cairnrl")
 
 # Constructor arguments that describe the run, not the algorithm; they are not saved as hyperparameters.
 _RUN_ARGUMENTS = frozenset(
@@ -79,8 +82,9 @@ class ProgressBar(BaseCallback):
 
     def _on_training_end(self) -> None:
         self._bar.update(self.model.num_timesteps - self._start - self._bar.n)
-        if self.model.stop_reason is not None:
-            self._bar.set_postfix_str(f"stopped: {self.model.stop_reason}")
+        if self.model.stop_reason is not None or self.model.num_timesteps < self.model._total_timesteps:
+            if self.model.stop_reason is not None:
+                self._bar.set_postfix_str(f"stopped: {self.model.stop_reason}")
             self._bar.total = self._bar.n
             self._bar.refresh()
         self._bar.close()
@@ -132,6 +136,8 @@ class BaseAlgorithm(ABC):
         seed_everything(self.seed)
         self.env: VecEnv | None = None
         self.env_id: str | None = None
+        #: Keyword arguments the env was made with (from its spec), so a fresh copy can be made for evaluation.
+        self.env_kwargs: dict[str, Any] = {}
         self.observation_space: gym.Space
         self.action_space: gym.Space
 
@@ -197,9 +203,10 @@ class BaseAlgorithm(ABC):
             vec_env = DummyVecEnv([lambda: env])
         else:
             raise EnvError(f"env must be a gymnasium.Env, an SB3 VecEnv or an env id string, got {type(env).__name__}")
+        spec = vec_env.get_attr("spec", indices=[0])[0]
         if self.env_id is None:
-            spec = vec_env.get_attr("spec", indices=[0])[0]
             self.env_id = spec.id if spec is not None else None
+        self.env_kwargs = _json_kwargs(spec.kwargs) if spec is not None and spec.id == self.env_id else {}
         self._check_spaces(vec_env.observation_space, vec_env.action_space)
         if hasattr(self, "observation_space"):
             self._check_env_matches(vec_env.observation_space, vec_env.action_space)
@@ -306,7 +313,9 @@ class BaseAlgorithm(ABC):
         callback.on_training_start(locals(), globals())
         self._learn(callback, log_interval)
         if self.stop_reason is not None:
-            self.logger.log(f"{self.algorithm_name} stopped training at {self.num_timesteps}: {self.stop_reason}")
+            _log.warning("%s stopped training after %d of %d steps: %s", self.algorithm_name,
+                         self.num_timesteps - self._start_timesteps, self._total_timesteps - self._start_timesteps,
+                         self.stop_reason)
         callback.on_training_end()
         self._write_run_record(started)
         return self
@@ -335,8 +344,9 @@ class BaseAlgorithm(ABC):
         if folder is None or self.tensorboard_log is None:
             return
         final: dict[str, Any] | None = None
-        skipped = None
+        skipped: str | None = "final_eval_episodes = 0"
         if self.final_eval_episodes > 0:
+            skipped = None
             try:
                 final = self.evaluate_final().to_dict()
             except EnvError as error:
@@ -347,6 +357,7 @@ class BaseAlgorithm(ABC):
                 "algorithm": self.algorithm_name,
                 "hyperparameters": self.hyperparameters(),
                 "env_id": self.env_id,
+                "env_kwargs": self.env_kwargs,
                 "seed": self.seed,
                 "num_timesteps": self.num_timesteps,
                 "stop_reason": self.stop_reason,
@@ -368,7 +379,7 @@ class BaseAlgorithm(ABC):
 
         if self.env_id is None:
             raise EnvError("the training env has no registered id, so no fresh evaluation env can be made")
-        eval_env = make(self.env_id)
+        eval_env = make(self.env_id, **self.env_kwargs)
         try:
             return evaluate(
                 self, eval_env, n_episodes=max(self.final_eval_episodes, 1), seed=final_evaluation_seed(self.seed)
@@ -411,6 +422,7 @@ class BaseAlgorithm(ABC):
             "hyperparameters": self.hyperparameters(),
             "seed": self.seed,
             "env_id": self.env_id,
+            "env_kwargs": self.env_kwargs,
             "num_timesteps": self.num_timesteps,
             "n_updates": self._n_updates,
             "observation_space": space_to_json(self.observation_space),
@@ -445,6 +457,7 @@ class BaseAlgorithm(ABC):
             model.observation_space = space_from_json(config["observation_space"])
             model.action_space = space_from_json(config["action_space"])
             model.env_id = config.get("env_id")
+            model.env_kwargs = dict(config.get("env_kwargs") or {})
             model.num_timesteps = int(config["num_timesteps"])
             model._n_updates = int(config.get("n_updates", 0))
         except (KeyError, TypeError) as error:
@@ -479,6 +492,18 @@ class BaseAlgorithm(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(env={self.env_id!r}, seed={self.seed}, num_timesteps={self.num_timesteps})"
+
+
+def _json_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-representable part of an env spec's keyword arguments (others cannot be recorded)."""
+    recorded = {}
+    for key, value in kwargs.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            continue
+        recorded[key] = value
+    return recorded
 
 
 def check_policy(policy: str, allowed: tuple[str, ...] = ("MlpPolicy", "CnnPolicy")) -> str:
