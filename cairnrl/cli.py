@@ -136,10 +136,11 @@ def _train(args: argparse.Namespace) -> int:
     hyperparameters = {**(read_config(args.config) if args.config else {}), **parse_assignments(args.set)}
     algorithm = get_algorithm(args.algorithm)
     check_names(algorithm, list(hyperparameters), "hyperparameter", hyperparameters.get("policy", "MlpPolicy"))
+    dataset, env = _training_inputs(algorithm, args)
     if not is_sb3(algorithm):
         hyperparameters["final_eval_episodes"] = args.eval_episodes
-    model = make_model(algorithm, args.env, seed=args.seed, hyperparameters=hyperparameters,
-                       tensorboard_log=args.logdir, verbose=args.verbose)
+    model = make_model(algorithm, env, seed=args.seed, hyperparameters=hyperparameters,
+                       tensorboard_log=args.logdir, verbose=args.verbose, dataset=dataset)
     hyperparameters.pop("final_eval_episodes", None)
     if is_sb3(algorithm):
         run_dir = _learn_sb3(model, args, hyperparameters)
@@ -152,6 +153,30 @@ def _train(args: argparse.Namespace) -> int:
     print(f"run folder: {run_dir}")
     _print_evaluation(record.get("final_evaluation"), _skip_reason(args) or record.get("final_evaluation_skipped"))
     return 0
+
+
+def _training_inputs(algorithm: Any, args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The dataset (offline algorithms) and the env id: online algorithms need --env and refuse --dataset;
+    offline ones need --dataset and evaluate on --env, else on the dataset's own env when it is registered."""
+    from cairnrl.algos.registry import is_offline
+
+    if not is_offline(algorithm):
+        if args.dataset is not None:
+            raise ConfigError(f"{args.algorithm} learns online from --env; --dataset is for offline algorithms")
+        if args.env is None:
+            raise ConfigError(f"{args.algorithm} needs --env")
+        return None, args.env
+    if args.dataset is None:
+        raise ConfigError(f"{args.algorithm} learns offline: pass --dataset DIR_OR_FILE")
+    from cairnrl.algos.offline.base import as_dataset
+
+    dataset = as_dataset(args.dataset)
+    env = args.env
+    if env is None and dataset.env_id is not None:
+        import gymnasium as gym
+
+        env = dataset.env_id if dataset.env_id in gym.registry else None
+    return dataset, env
 
 
 def _skip_reason(args: argparse.Namespace) -> str | None:
@@ -271,8 +296,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train an algorithm and print its final evaluation")
     train.add_argument("algorithm", help=f"one of {', '.join(ALGORITHM_NAMES)} (cairnrl list algorithms)")
-    train.add_argument("--env", required=True, help="env id (cairnrl/... or any Gymnasium id; cairnrl list envs)")
-    train.add_argument("--timesteps", type=positive_int, required=True, help="env steps to train for")
+    train.add_argument("--env", default=None, help="env id (cairnrl/... or any Gymnasium id; cairnrl list envs); "
+                       "offline algorithms evaluate on it (default: the dataset's env)")
+    train.add_argument("--dataset", default=None, help="offline algorithms (iql, td3bc, bc, ...): a dataset file or "
+                       "folder that cairnrl.data.load reads")
+    train.add_argument("--timesteps", type=positive_int, required=True,
+                       help="env steps to train for (offline algorithms: gradient updates)")
     train.add_argument("--seed", type=nonnegative_int, default=0)
     train.add_argument("--logdir", default="runs", help="folder for run folders (TensorBoard, run.json, model)")
     train.add_argument("--name", default=None, help="run name prefix inside --logdir (default: the algorithm)")

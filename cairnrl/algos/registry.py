@@ -44,6 +44,13 @@ def get_algorithm(algorithm: str | Algorithm) -> Algorithm:
     raise ConfigError(f"unknown algorithm {algorithm!r}; available: {algorithm_names()}")
 
 
+def is_offline(algorithm: Algorithm) -> bool:
+    """Whether the class is a cairnrl offline algorithm (learns from a dataset)."""
+    from cairnrl.algos.offline import OfflineAlgorithm
+
+    return issubclass(algorithm, OfflineAlgorithm)
+
+
 def is_sb3(algorithm: Algorithm) -> bool:
     """Whether the class is a stable-baselines3 algorithm."""
     return issubclass(algorithm, SB3Algorithm)
@@ -57,16 +64,29 @@ def make_model(
     hyperparameters: dict[str, Any] | None = None,
     tensorboard_log: str | None = None,
     verbose: int = 0,
+    dataset: Any = None,
 ) -> BaseAlgorithm | SB3Algorithm:
     """Construct ``algorithm`` on ``env`` with ``hyperparameters`` (``policy`` may be one of them; default MlpPolicy).
 
-    Env ids go through :func:`cairnrl.envs.make`, so cairnrl envs work for SB3 peers too.
+    Env ids go through :func:`cairnrl.envs.make`, so cairnrl envs work for SB3 peers too. Offline algorithms learn
+    from ``dataset`` (a :class:`~cairnrl.data.Dataset` or a path) and use ``env`` (may be ``None``) for evaluation
+    only; online algorithms refuse a dataset.
     """
     from cairnrl.envs import make
 
     cls = get_algorithm(algorithm)
     parameters = dict(hyperparameters or {})
     policy = parameters.pop("policy", "MlpPolicy")
+    if is_offline(cls):
+        if dataset is None:
+            raise ConfigError(f"{cls.__name__} learns offline from a dataset: pass one (--dataset DIR_OR_FILE)")
+        try:
+            return cls(policy, dataset, env=env, seed=seed, tensorboard_log=tensorboard_log, verbose=verbose,
+                       **parameters)
+        except TypeError as error:
+            raise ConfigError(f"invalid hyperparameters for {cls.__name__}: {error}") from error
+    if dataset is not None:
+        raise ConfigError(f"{cls.__name__} learns online from its env; a dataset is only for offline algorithms")
     if is_sb3(cls):
         environment = make(env) if isinstance(env, str) else env
         try:

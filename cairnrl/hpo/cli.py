@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     _require(args, args.algorithm, "env", "trials", "budget")
     result = tune(
-        args.algorithm, args.env, search_space=args.search_space, n_trials=args.trials,
+        args.algorithm, args.env, dataset=args.dataset, search_space=args.search_space, n_trials=args.trials,
         tuning_seeds=args.tuning_seeds, test_seeds=args.test_seeds, budget=args.budget,
         eval_episodes=args.eval_episodes, sampler=args.sampler, pruner=args.pruner, storage=args.storage,
         study_name=args.study, n_jobs=args.workers, top_k=args.top_k, objective=args.objective,
@@ -79,9 +79,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("algorithm", help="algorithm (sqirl, sb3-ppo, sb3-sac, sb3-td3, sb3-dqn, ...), or 'report' "
                                           "or 'join' to act on an existing study")
-    parser.add_argument("--env", help="env id (cairnrl/... or any Gymnasium id)")
+    parser.add_argument("--env", help="env id (cairnrl/... or any Gymnasium id); offline algorithms: the env the "
+                                      "policy is evaluated on")
+    parser.add_argument("--dataset", help="offline algorithms (iql, td3bc, bc, ...): the dataset file or folder")
     parser.add_argument("--trials", type=positive_int, help="total trials of the study (all workers, resumes included)")
-    parser.add_argument("--budget", type=positive_int, help="env steps per training run")
+    parser.add_argument("--budget", type=positive_int, help="env steps per training run (offline: gradient updates)")
     parser.add_argument("--tuning-seeds", default="0-4", help="seeds of every trial, e.g. 0-4 or 0,2,5-7")
     parser.add_argument("--test-seeds", default="1000-1009", help="unseen seeds of the final phase")
     parser.add_argument("--storage", help="journal file path (default RUN_DIR/study.journal) or an RDB URL "

@@ -158,6 +158,7 @@ def run_test_seeds(settings: StudySettings, hyperparameters: dict[str, Any]) -> 
     for seed in settings.test_seeds:
         try:
             result = train_and_evaluate(algorithm, settings.env, hyperparameters, seed, budget=settings.budget,
+                                        dataset=settings.dataset,
                                         eval_episodes=settings.eval_episodes)
         except Exception as error:  # a configuration that breaks on an unseen seed is a result, not a crash
             runs.append({"seed": seed, "score": None, "returns": None, "num_timesteps": None,

@@ -10,6 +10,7 @@ its final evaluation (see :mod:`cairnrl.hpo.seeds` for the seeds).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,6 +74,14 @@ class _EvaluationCallback(BaseCallback):
         return True
 
 
+@functools.lru_cache(maxsize=2)
+def load_dataset(path: str) -> Any:
+    """The dataset at ``path``, loaded (and validated) once per process."""
+    from cairnrl.data import load
+
+    return load(path)
+
+
 def train_and_evaluate(
     algorithm: Algorithm,
     env_id: str,
@@ -83,16 +92,21 @@ def train_and_evaluate(
     eval_episodes: int,
     n_evaluations: int = 1,
     report: Reporter | None = None,
+    dataset: str | None = None,
 ) -> RunResult:
     """Train ``algorithm`` with ``hyperparameters`` on ``env_id`` for ``budget`` steps with ``seed`` and score it
     by the mean return of ``eval_episodes`` deterministic episodes.
+
+    :param dataset: for offline algorithms, the dataset path (loaded once per process; the data is fixed, the seed
+        varies initialisation and batch sampling); ``budget`` then counts gradient updates.
 
     :param report: called after every evaluation (``k = 0 .. n_evaluations - 1``) with the score and step.
     :raises Diverged: when parameters or a score become non-finite (also when training raises because of it).
     """
     from cairnrl.envs import make
 
-    model = make_model(algorithm, env_id, seed=seed, hyperparameters=hyperparameters)
+    model = make_model(algorithm, env_id, seed=seed, hyperparameters=hyperparameters,
+                       dataset=None if dataset is None else load_dataset(dataset))
     eval_env = make(env_id)
     episode_seed = evaluation_seed(seed)
 

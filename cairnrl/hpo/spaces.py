@@ -327,7 +327,8 @@ def merge(fixed: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]
 PROBE_COMBINATIONS = 8
 
 
-def probe(algorithm: Algorithm, env_id: str, fixed: Mapping[str, Any], space: SearchSpace) -> None:
+def probe(algorithm: Algorithm, env_id: str, fixed: Mapping[str, Any], space: SearchSpace,
+          dataset: str | None = None) -> None:
     """Construct the algorithm (no training) for each end of every range and every choice, so a value the
     algorithm rejects (wrong type, outside its bounds) is a :class:`ConfigError` before any training starts.
 
@@ -339,13 +340,17 @@ def probe(algorithm: Algorithm, env_id: str, fixed: Mapping[str, Any], space: Se
     from cairnrl.algos.registry import make_model
     from cairnrl.core.sb3_io import SpacesOnlyEnv
     from cairnrl.envs import make
+    from cairnrl.hpo.runs import load_dataset
 
     env = make(env_id)
     spaces_only = SpacesOnlyEnv(env.observation_space, env.action_space)
     env.close()
     try:
         # The defaults with the real env id: this also checks that the algorithm supports the env.
-        make_model(algorithm, env_id, seed=0, hyperparameters=dict(fixed)).get_env().close()
+        data = None if dataset is None else load_dataset(dataset)
+        model = make_model(algorithm, env_id, seed=0, hyperparameters=dict(fixed), dataset=data)
+        if model.get_env() is not None:
+            model.get_env().close()
     except Exception as error:
         raise ConfigError(
             f"{algorithm.__name__} cannot be built on {env_id} with fixed={dict(fixed)}: {error}"

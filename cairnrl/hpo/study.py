@@ -70,6 +70,7 @@ class StudySettings:
 
     algorithm: str
     env: str
+    dataset: str | None
     budget: int
     tuning_seeds: tuple[int, ...]
     test_seeds: tuple[int, ...]
@@ -179,6 +180,7 @@ class Objective:
             for index, seed in enumerate(settings.tuning_seeds):
                 result = train_and_evaluate(
                     self.algorithm, settings.env, hyperparameters, seed, budget=settings.budget,
+                    dataset=settings.dataset,
                     eval_episodes=settings.eval_episodes, n_evaluations=settings.n_evaluations,
                     report=self._reporter(trial, index, seed),
                 )

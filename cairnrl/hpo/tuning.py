@@ -97,10 +97,28 @@ def _fixed(algorithm: Algorithm, fixed: Mapping[str, Any] | None, space: spaces.
     return fixed
 
 
+def _check_dataset(algorithm: Algorithm, dataset: str | Path | None) -> str | None:
+    """The absolute dataset path for an offline algorithm (checked to load), ``None`` for an online one."""
+    from cairnrl.algos.registry import is_offline
+    from cairnrl.exceptions import DatasetError
+
+    if not is_offline(algorithm):
+        if dataset is not None:
+            raise ConfigError(f"{algorithm.__name__} learns online; dataset= is only for offline algorithms")
+        return None
+    if dataset is None:
+        raise ConfigError(f"{algorithm.__name__} learns offline: pass dataset= (a dataset file or folder)")
+    path = Path(dataset).resolve()
+    if not path.exists():
+        raise DatasetError(f"no dataset at {str(dataset)!r}")
+    return str(path)
+
+
 def build_settings(
     algo: str | Algorithm,
     env: str,
     *,
+    dataset: str | Path | None = None,
     search_space: Mapping[str, Any] | str | Path | None,
     tuning_seeds: Iterable[int] | str,
     test_seeds: Iterable[int] | str,
@@ -128,12 +146,14 @@ def build_settings(
     test = parse_seeds(test_seeds, "test_seeds")
     check_seed_overlap(tuning, test, sb3=is_sb3(algorithm), eval_episodes=eval_episodes)
     env = _check_env(env)
+    dataset_path = _check_dataset(algorithm, dataset)
     policy = dict(fixed or {}).get("policy", "MlpPolicy")
     space = _search_space(algorithm, search_space, policy)
     fixed_values = _fixed(algorithm, fixed, space)
-    spaces.probe(algorithm, env, fixed_values, space)
+    spaces.probe(algorithm, env, fixed_values, space, dataset=dataset_path)
     return StudySettings(
-        algorithm=algorithm_name(algorithm), env=env, budget=budget, tuning_seeds=tuning, test_seeds=test,
+        algorithm=algorithm_name(algorithm), env=env, dataset=dataset_path, budget=budget, tuning_seeds=tuning,
+        test_seeds=test,
         eval_episodes=eval_episodes, n_evaluations=n_evaluations, objective=objective, search_space=space,
         fixed=fixed_values, sampler=sampler, pruner=pruner, n_startup_trials=n_startup_trials,
         sampler_seed=sampler_seed,
@@ -320,6 +340,7 @@ def tune(
     algo: str | Algorithm,
     env: str,
     *,
+    dataset: str | Path | None = None,
     search_space: Mapping[str, Any] | str | Path | None = None,
     n_trials: int,
     tuning_seeds: Iterable[int] | str = (0, 1, 2, 3, 4),
@@ -348,6 +369,8 @@ def tune(
 
     :param algo: a cairnrl algorithm or an SB3 peer (``"sqirl"``, ``"sb3-ppo"``, ``"ppo"``, or the class).
     :param env: a registered env id (cairnrl or Gymnasium); every run makes fresh copies.
+    :param dataset: offline algorithms only: the dataset file or folder every run learns from (the data is fixed:
+        the seeds vary initialisation and batch sampling, and ``budget`` counts gradient updates).
     :param search_space: ``None`` (the algorithm's default space), a dict or a JSON/YAML file
         (see :mod:`cairnrl.hpo.spaces`).
     :param n_trials: the study's total number of trials (over all workers and earlier runs of the same
@@ -379,7 +402,8 @@ def tune(
     check_int("top_k", top_k, minimum=1)
     check_int("worker", worker, minimum=0)
     settings = build_settings(
-        algo, env, search_space=search_space, tuning_seeds=tuning_seeds, test_seeds=test_seeds, budget=budget,
+        algo, env, dataset=dataset, search_space=search_space, tuning_seeds=tuning_seeds, test_seeds=test_seeds,
+        budget=budget,
         eval_episodes=eval_episodes, n_evaluations=n_evaluations, objective=objective, sampler=sampler,
         pruner=pruner, n_startup_trials=n_startup_trials, sampler_seed=sampler_seed, fixed=fixed,
     )
