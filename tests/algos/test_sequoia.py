@@ -212,3 +212,26 @@ def test_hyperparameters_are_validated(name, value):
 def test_env_must_be_a_cormab_env():
     with pytest.raises(EnvError):
         SEQUOIA("MlpPolicy", "CartPole-v1")
+
+
+def test_greedy_diagnostics_are_logged_and_count_distinct_greedy_actions(tmp_path):
+    from stable_baselines3.common.logger import configure
+
+    env = CapacityEnv(n_arms=6, budget=2, instance_seed=0, horizon=10)
+    model = SEQUOIA("MlpPolicy", env, seed=0, **{**FAST, "diagnostic_interval": 20, "n_probe_states": 30})
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    model.learn(40)
+    header = (tmp_path / "progress.csv").read_text().splitlines()[0].split(",")
+    for key in ("diagnostics/distinct_greedy_actions", "diagnostics/q_mean", "diagnostics/q_action_spread",
+                "train/td_error"):
+        assert key in header
+    probes = model.probe_states()
+    np.testing.assert_array_equal(probes, model.probe_states())  # fixed set
+    # Brute force: the distinct exact argmax actions over the probe states.
+    feasible = env.problem.enumerate_feasible()
+    exact = {brute_force_argmax(model.q_net, feasible, state.astype(np.int64))[0].tobytes() for state in probes}
+    assert model.greedy_diagnostics()["distinct_greedy_actions"] == len(exact)
+    # A network that ignores the state has a constant greedy action.
+    with torch.no_grad():
+        model.q_net[0].weight[:, env.problem.n_actions:] = 0.0
+    assert model.greedy_diagnostics()["distinct_greedy_actions"] == 1
