@@ -58,15 +58,18 @@ def test_backward_induction_equals_brute_force_over_action_sequences(small_mdp):
             return np.zeros(small_mdp.n_states)
         if steps not in cache:
             later = values_by_recursion(steps - 1)
-            cache[steps] = np.max(np.stack([small_mdp.rewards[:, a] + matrices[a] @ later
-                                            for a in range(small_mdp.n_actions)], axis=1), axis=1)
+            cache[steps] = np.max(
+                np.stack([small_mdp.rewards[:, a] + matrices[a] @ later for a in range(small_mdp.n_actions)], axis=1),
+                axis=1,
+            )
         return cache[steps]
 
     np.testing.assert_allclose(solution.values[0], values_by_recursion(horizon), atol=1e-10)
     start = small_mdp.start_distribution(0.2)
     assert start.sum() == pytest.approx(1.0)
     assert small_mdp.mean_reward_per_step(solution.values[0], horizon) == pytest.approx(
-        float(start @ values_by_recursion(horizon)) / horizon)
+        float(start @ values_by_recursion(horizon)) / horizon
+    )
     # The optimal per-step policy achieves the optimal values.
     np.testing.assert_allclose(small_mdp.evaluate(solution.policy, horizon), solution.values[0], atol=1e-10)
 
@@ -81,12 +84,16 @@ def test_value_iteration_reaches_the_bellman_fixed_point(small_mdp):
     np.testing.assert_allclose(finite.values[0], solution.values, atol=1e-6)
 
 
-@pytest.mark.parametrize("env", [
-    MultipleInterventionsEnv(n_arms=4, n_interventions=5, budget=2, instance_seed=0, horizon=6),
-    PathEnv(n_arms=4, budget=2, instance_seed=0, horizon=6),
-    MatchingEnv(n_arms=4, budget=2, instance_seed=0, horizon=6),
-    CapacityEnv(n_arms=4, budget=2, instance_seed=0, horizon=6),
-], ids=["interventions", "path", "matching", "capacity"])
+@pytest.mark.parametrize(
+    "env",
+    [
+        MultipleInterventionsEnv(n_arms=4, n_interventions=5, budget=2, instance_seed=0, horizon=6),
+        PathEnv(n_arms=4, budget=2, instance_seed=0, horizon=6),
+        MatchingEnv(n_arms=4, budget=2, instance_seed=0, horizon=6),
+        CapacityEnv(n_arms=4, budget=2, instance_seed=0, horizon=6),
+    ],
+    ids=["interventions", "path", "matching", "capacity"],
+)
 def test_policy_value_matches_rollouts_and_the_optimum_bounds_every_policy(env):
     mdp = ExactMDP(env)
     horizon = env.horizon

@@ -43,6 +43,14 @@ Departures from the released code, each deliberate (the reference behaviour stay
   (pitfall B.12.2). The input order is ``[a, s]`` as in the reference (B.12.1).
 * **Bootstrapping at the horizon.** As in the reference (pitfall B.12.3), targets always bootstrap: the coRMAB envs
   truncate after H steps but never terminate, and Gymnasium's truncation is not a terminal state.
+* **Diagnostics.** Every ``diagnostic_interval`` env steps the number of distinct greedy actions over fixed probe
+  states, the mean Q and the Q range across actions are logged (:meth:`SEQUOIA.greedy_diagnostics`), with the mean
+  absolute TD error per episode. Measured with these defaults on the J = 20 matching instance 0: the probe states'
+  distinct greedy actions fall 8 -> 3 -> 2 -> 1 at 500/1,000/1,500/2,000 steps while the mean Q climbs 27 -> 68
+  (the greedy policy becomes one constant action as the bootstrapped value level rises); gamma = 0.9 with target
+  copies every 100 steps (5 -> 3 by 1,000 steps) and a (64, 64) network (15 -> 1) do not prevent it. On small
+  instances solved exactly (:mod:`cairnrl.envs.cormab.exact`) the best single constant action is within 1 % of the
+  optimum, so a constant greedy action is not by itself a failure on these reward tables; the benchmark reports both.
 * **Whole episodes.** ``learn`` finishes the running episode before it returns (``total_timesteps`` is a lower
   bound, as in SB3), so a checkpoint never cuts an episode and ``load`` + ``learn(reset_num_timesteps=False)``
   continues exactly. A callback that stops training mid-episode drops the rest of that episode.

@@ -70,8 +70,10 @@ class ExactMDP:
         check_int("max_joint_states", max_joint_states, minimum=1)
         n_states = N_STATES**problem.n_arms
         if n_states > max_joint_states:
-            raise ConfigError(f"{problem.name}: J = {problem.n_arms} arms give {n_states} joint states, above "
-                              f"max_joint_states = {max_joint_states}; exact solution is for small J (J <= 8)")
+            raise ConfigError(
+                f"{problem.name}: J = {problem.n_arms} arms give {n_states} joint states, above "
+                f"max_joint_states = {max_joint_states}; exact solution is for small J (J <= 8)"
+            )
         self.problem = problem
         self.n_arms = problem.n_arms
         self.actions = problem.enumerate_feasible(max_candidates).astype(np.int8)
@@ -109,8 +111,10 @@ class ExactMDP:
 
     def expected_next(self, values: np.ndarray) -> np.ndarray:
         """``E[values(s') | s, a]`` for every state and feasible action, shape ``(S, m)``."""
-        grid = np.broadcast_to(np.asarray(values, dtype=np.float64).reshape((N_STATES,) * self.n_arms),
-                               (self.n_actions,) + (N_STATES,) * self.n_arms)
+        grid = np.broadcast_to(
+            np.asarray(values, dtype=np.float64).reshape((N_STATES,) * self.n_arms),
+            (self.n_actions,) + (N_STATES,) * self.n_arms,
+        )
         for arm in range(self.n_arms):
             moved = np.moveaxis(grid, arm + 1, -1)  # (m, ..., s')
             moved = np.einsum("a...k,ask->a...s", moved, self._transitions[:, arm])
@@ -155,8 +159,9 @@ class ExactMDP:
         check_int("horizon", horizon, minimum=1)
         policy = np.asarray(policy, dtype=np.int64)
         if policy.shape not in ((self.n_states,), (horizon, self.n_states)):
-            raise ConfigError(f"policy must have shape ({self.n_states},) or ({horizon}, {self.n_states}), "
-                              f"got {policy.shape}")
+            raise ConfigError(
+                f"policy must have shape ({self.n_states},) or ({horizon}, {self.n_states}), got {policy.shape}"
+            )
         if np.any((policy < 0) | (policy >= self.n_actions)):
             raise ConfigError(f"policy entries must be action indices in 0..{self.n_actions - 1}")
         rows = np.arange(self.n_states)
