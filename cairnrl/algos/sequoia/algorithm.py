@@ -43,6 +43,14 @@ Departures from the released code, each deliberate (the reference behaviour stay
   (pitfall B.12.2). The input order is ``[a, s]`` as in the reference (B.12.1).
 * **Bootstrapping at the horizon.** As in the reference (pitfall B.12.3), targets always bootstrap: the coRMAB envs
   truncate after H steps but never terminate, and Gymnasium's truncation is not a terminal state.
+* **Diagnostics.** Every ``diagnostic_interval`` env steps the number of distinct greedy actions over fixed probe
+  states, the mean Q and the Q range across actions are logged (:meth:`SEQUOIA.greedy_diagnostics`), with the mean
+  absolute TD error per episode. Measured with these defaults on the J = 20 matching instance 0: the probe states'
+  distinct greedy actions fall 8 -> 3 -> 2 -> 1 at 500/1,000/1,500/2,000 steps while the mean Q climbs 27 -> 68
+  (the greedy policy becomes one constant action as the bootstrapped value level rises); gamma = 0.9 with target
+  copies every 100 steps (5 -> 3 by 1,000 steps) and a (64, 64) network (15 -> 1) do not prevent it. On small
+  instances solved exactly (:mod:`cairnrl.envs.cormab.exact`) the best single constant action is within 1 % of the
+  optimum, so a constant greedy action is not by itself a failure on these reward tables; the benchmark reports both.
 * **Whole episodes.** ``learn`` finishes the running episode before it returns (``total_timesteps`` is a lower
   bound, as in SB3), so a checkpoint never cuts an episode and ``load`` + ``learn(reset_num_timesteps=False)``
   continues exactly. A callback that stops training mid-episode drops the rest of that episode.
@@ -76,7 +84,7 @@ from cairnrl.envs.cormab.base import CoRMABProblem
 from cairnrl.envs.cormab.chain import N_STATES
 from cairnrl.exceptions import ConfigError, EnvError
 from cairnrl.mip.argmax import METHODS, ArgmaxSolver
-from cairnrl.mip.heuristic import fast_options
+from cairnrl.mip.heuristic import fast_argmax, fast_options, q_values
 from cairnrl.mip.solvers import get_solver
 
 _EPISODE_SEED_KEY = 20
@@ -85,6 +93,7 @@ _BATCH_RNG_KEY = 22
 _TARGET_RNG_KEY = 23
 _WARM_RNG_KEY = 24
 _SOLVER_SEED_KEY = 25
+_PROBE_KEY = 26
 _RNG_NAMES = ("action", "batch", "target", "warm")
 
 
@@ -139,6 +148,9 @@ class SEQUOIA(BaseAlgorithm):
     :param time_limit: seconds per acting MILP before the incumbent is used (``None``: no cap).
     :param target_time_limit: seconds per exact target MILP (``None``: no cap).
     :param abs_gap: absolute MIP gap; ``None`` means 1e-4 times the problem's largest one-step reward.
+    :param diagnostic_interval: every this many env steps (at the end of an episode) log
+        :meth:`greedy_diagnostics` under ``diagnostics/`` (0 never does).
+    :param n_probe_states: random states of the fixed probe set the diagnostics use.
     """
 
     algorithm_name = "SEQUOIA"
@@ -190,6 +202,8 @@ class SEQUOIA(BaseAlgorithm):
         time_limit: float | None = 5.0,
         target_time_limit: float | None = 2.0,
         abs_gap: float | None = None,
+        diagnostic_interval: int = 500,
+        n_probe_states: int = 200,
         seed: int | None = None,
         device: str = "auto",
         tensorboard_log: str | None = None,
@@ -241,6 +255,8 @@ class SEQUOIA(BaseAlgorithm):
         self.time_limit = _optional_positive("time_limit", time_limit)
         self.target_time_limit = _optional_positive("target_time_limit", target_time_limit)
         self.abs_gap = None if abs_gap is None else check_float("abs_gap", abs_gap, low=0.0)
+        self.diagnostic_interval = check_int("diagnostic_interval", diagnostic_interval, minimum=0)
+        self.n_probe_states = check_int("n_probe_states", n_probe_states, minimum=1)
         self.problem: CoRMABProblem | None = None
         super().__init__(
             seed=seed,
@@ -296,6 +312,7 @@ class SEQUOIA(BaseAlgorithm):
         self._memo_arrays: tuple[np.ndarray, np.ndarray] | None = None
         self._acting_times: deque[float] = deque(maxlen=1000)
         self._losses: list[float] = []
+        self._td_errors: list[float] = []
         if self.problem is not None:
             self._build_solvers()
 
@@ -417,6 +434,7 @@ class SEQUOIA(BaseAlgorithm):
         self._n_updates += 1
         self._acting_synced = False
         self._losses.append(float(loss.detach()))
+        self._td_errors.append(float((targets - q_taken).abs().mean().detach()))
         if check and self._targets.last_check is not None:
             for key, value in self._targets.last_check.items():
                 self.logger.record(f"targets/check_{key}", value)
@@ -466,7 +484,12 @@ class SEQUOIA(BaseAlgorithm):
         stats, counts = self._target_stats, self._acting_solver.counts
         if self._losses:
             self.logger.record("train/loss", float(np.mean(self._losses)))
-            self._losses = []
+            self.logger.record("train/td_error", float(np.mean(self._td_errors)))
+            self._losses, self._td_errors = [], []
+        if self.diagnostic_interval and self.num_timesteps // self.diagnostic_interval > (
+                self.num_timesteps - episode_length) // self.diagnostic_interval:
+            for key, value in self.greedy_diagnostics().items():
+                self.logger.record(f"diagnostics/{key}", value)
         self.logger.record("train/learning_rate", self.optimizer.param_groups[0]["lr"])
         self.logger.record("rollout/exploration_rate", self.exploration_rate)
         self.logger.record("targets/memo_hit_rate", stats.memo_hits / max(stats.lookups, 1))
@@ -482,6 +505,38 @@ class SEQUOIA(BaseAlgorithm):
             self.logger.record("solver/acting_median_s", float(np.median(self._acting_times)))
         if self._episodes_finished % log_interval == 0:
             self._dump_logs()
+
+    def probe_states(self) -> np.ndarray:
+        """The fixed probe states of :meth:`greedy_diagnostics`: ``n_probe_states`` uniform states in {0..3}^J drawn
+        from the seed alone (the same set all through training and after ``load``)."""
+        rng = np.random.default_rng(spawn_seeds(self.seed, 1, key=_PROBE_KEY)[0])
+        return rng.integers(0, N_STATES, size=(self.n_probe_states, self.n_arms)).astype(np.int8)
+
+    def greedy_diagnostics(self) -> dict[str, float]:
+        """Whether the learned Q ranks actions by state, on the fixed :meth:`probe_states`.
+
+        * ``distinct_greedy_actions``: number of different greedy actions over the probe states (1 means the policy
+          is one constant action);
+        * ``q_mean``: mean Q over the probe states and random feasible actions (its scale against the per-step
+          reward shows how far the values have grown);
+        * ``q_action_spread``: mean over probe states of the Q range across those actions (how much the action
+          matters to the network), and ``q_state_spread``: the standard deviation over states of the per-state mean
+          Q (how much the state matters).
+
+        The greedy actions come from the batched sampling + local-search maximiser (:func:`fast_argmax`, the target
+        maximiser) with a generator fixed by the seed, so training's random streams are not touched.
+        """
+        problem = self._require_problem()
+        states = self.probe_states()
+        rng = np.random.default_rng(spawn_seeds(self.seed, 1, key=(_PROBE_KEY, 1))[0])
+        greedy = fast_argmax(self.q_net, states, problem.feasible_set(), rng, **self._fast_options)[0]
+        n_random = 32
+        actions = problem.sample_feasible(states.shape[0] * n_random, rng)
+        values = q_values(self.q_net, actions, np.repeat(states, n_random, axis=0)).reshape(-1, n_random)
+        distinct = np.unique(greedy, axis=0).shape[0]
+        return {"distinct_greedy_actions": float(distinct), "q_mean": float(values.mean()),
+                "q_action_spread": float((values.max(axis=1) - values.min(axis=1)).mean()),
+                "q_state_spread": float(values.mean(axis=1).std())}
 
     def statistics(self) -> dict[str, Any]:
         """Solver and target-maximiser counters: acting solves, capped and fallback solves, their median time,
