@@ -18,7 +18,7 @@ A uniformly random policy reaches the reward with probability ``n_actions ** -H`
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -43,7 +43,7 @@ class CombinationLock(gym.Env):
     :param instance_seed: draws the secret correct actions.
     """
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(
         self,

@@ -11,6 +11,11 @@ from cairnrl.algos import ALGORITHMS
 from cairnrl.exceptions import CheckpointError, ConfigError
 
 CASES = {
+    "contrastive_ucb": (
+        "cairnrl/CombinationLock-v0",
+        {"planning_interval": 2, "contrastive_steps": 5, "net_arch": [16], "batch_size": 16},
+        40,
+    ),
     "s3rl": (
         "Hopper-v5",
         {"student": "SAC", "snapshot_timesteps": 60, "truncate_step": 20, "teacher_episodes": 2,

@@ -23,9 +23,11 @@ each episode picks one level uniformly at random and takes a uniform action ther
 Departures from the paper, each deliberate: phi is one network shared by the levels with the level as input (the
 paper learns one phi_h per level); the argmin over (Phi, Psi) is approximated by a fixed number of Adam steps from a
 fresh initialisation (warm starts saturate the softmax on the majority factor and then miss pairs that only recently
-became informative); features and plans are refreshed every ``planning_interval`` episodes instead of every episode.  Ablations (one switch each): ``exploration=
-"epsilon_greedy"`` (no bonus, i.e. beta = 0, with epsilon-greedy acting), ``features="oracle"`` (the true block-MDP
-features onehot(z(s), a), from an env with ``latent_decoder()``) and ``features="random"`` (a frozen untrained phi).
+became informative); features and plans are refreshed every ``planning_interval`` episodes instead of every episode.
+
+Ablations (one switch each): ``exploration="epsilon_greedy"`` (no bonus, i.e. beta = 0, with epsilon-greedy
+acting), ``features="oracle"`` (the true block-MDP features onehot(z(s), a), from an env with ``latent_decoder()``)
+and ``features="random"`` (a frozen untrained phi).
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ class ContrastiveUCB(BaseAlgorithm):
         policy: str = "MlpPolicy",
         env: GymEnv | None = None,
         *,
-        feature_dim: int = 8,
+        feature_dim: int = 3,
         features: str = "contrastive",
         exploration: str = "ucb",
         beta: float = 1.0,
@@ -154,7 +156,9 @@ class ContrastiveUCB(BaseAlgorithm):
     # ------------------------------------------------------------------ set-up
     def _check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
         if not isinstance(action_space, gym.spaces.Discrete):
-            raise EnvError(f"ContrastiveUCB needs a Discrete action space (LSVI maximises over actions), got {action_space}")
+            raise EnvError(
+                f"ContrastiveUCB needs a Discrete action space (LSVI maximises over actions), got {action_space}"
+            )
         make_encoder(observation_space, self.policy)  # raises EnvError for unsupported observations
 
     def _n_envs_for_id(self) -> int:
@@ -163,7 +167,9 @@ class ContrastiveUCB(BaseAlgorithm):
     def _attach_env(self, env: GymEnv, n_envs: int) -> None:
         super()._attach_env(env, n_envs)
         if not isinstance(self.env, DummyVecEnv):
-            raise EnvError("ContrastiveUCB runs whole episodes in lock-step: pass a gymnasium env, an id or a DummyVecEnv")
+            raise EnvError(
+                "ContrastiveUCB runs whole episodes in lock-step: pass a gymnasium env, an id or a DummyVecEnv"
+            )
         if self.horizon is None:
             inner = self.env.envs[0]
             self.horizon = time_limit(inner) or getattr(inner.unwrapped, "horizon", None)
@@ -187,9 +193,11 @@ class ContrastiveUCB(BaseAlgorithm):
             self.feature_net = ContrastiveFeatures(
                 self.observation_space, self.horizon, n_actions, self.feature_dim, self.net_arch
             ).to(self.device)
-        self.optimizer = torch.optim.Adam(self.feature_net.parameters(), lr=self.learning_rate) if (
-            self.features == "contrastive"
-        ) else None
+        self.optimizer = (
+            torch.optim.Adam(self.feature_net.parameters(), lr=self.learning_rate)
+            if (self.features == "contrastive")
+            else None
+        )
         self._reset_planner()
         self.replay_buffer = TransitionBuffer(
             self.buffer_size,
@@ -303,8 +311,13 @@ class ContrastiveUCB(BaseAlgorithm):
                     raise EnvError(f"env {self.env_id!r} returned a non-finite reward {reward!r} at t={timestep}")
                 done = terminated or truncated or timestep == self.horizon - 1
                 episode = episodes[i]
-                for key, value in (("obs", observations[i]), ("action", int(action)), ("reward", float(reward)),
-                                   ("next_obs", next_observation), ("done", float(terminated or truncated))):
+                for key, value in (
+                    ("obs", observations[i]),
+                    ("action", int(action)),
+                    ("reward", float(reward)),
+                    ("next_obs", next_observation),
+                    ("done", float(terminated or truncated)),
+                ):
                     episode[key].append(value)
                 observations[i] = next_observation
                 if not done:
@@ -376,11 +389,16 @@ class ContrastiveUCB(BaseAlgorithm):
     @torch.no_grad()
     def _plan(self, data: dict[str, torch.Tensor]) -> float:
         """Backward LSVI-UCB over levels on the current features; returns the mean bonus of the visited pairs."""
-        phi = torch.cat([
-            self.feature_net(data["obs"][i : i + _PLAN_CHUNK], data["level"][i : i + _PLAN_CHUNK],
-                             data["action"][i : i + _PLAN_CHUNK]).double()
-            for i in range(0, len(data["level"]), _PLAN_CHUNK)
-        ])
+        phi = torch.cat(
+            [
+                self.feature_net(
+                    data["obs"][i : i + _PLAN_CHUNK],
+                    data["level"][i : i + _PLAN_CHUNK],
+                    data["action"][i : i + _PLAN_CHUNK],
+                ).double()
+                for i in range(0, len(data["level"]), _PLAN_CHUNK)
+            ]
+        )
         self._reset_planner()
         bonuses = []
         for h in range(self.horizon - 1, -1, -1):
@@ -392,11 +410,14 @@ class ContrastiveUCB(BaseAlgorithm):
                 live = rows[data["done"][rows] == 0]
                 if live.numel():
                     next_level = torch.full_like(live, h + 1)
-                    next_values = torch.cat([
-                        self._q_values(data["next_obs"][live[i : i + _PLAN_CHUNK]], next_level[i : i + _PLAN_CHUNK])
-                        .max(dim=1).values
-                        for i in range(0, live.numel(), _PLAN_CHUNK // int(self.action_space.n))
-                    ])
+                    next_values = torch.cat(
+                        [
+                            self._q_values(data["next_obs"][live[i : i + _PLAN_CHUNK]], next_level[i : i + _PLAN_CHUNK])
+                            .max(dim=1)
+                            .values
+                            for i in range(0, live.numel(), _PLAN_CHUNK // int(self.action_space.n))
+                        ]
+                    )
                     targets[data["done"][rows] == 0] += next_values
             self.weights[h], self.factors[h] = lsvi_backup(phi[rows], targets, self.ridge)
             bonuses.append(torch.linalg.solve_triangular(self.factors[h], phi[rows].T, upper=False).norm(dim=0))
