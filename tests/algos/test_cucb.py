@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cairnrl import evaluate
-from cairnrl.algos import ContrastiveUCB
+from cairnrl.algos import ContrastiveUCB, ContrastiveUCBDQN
 from cairnrl.algos.cucb.losses import contrastive_loss, elliptical_bonus, lsvi_backup, ridge_factor
 from cairnrl.envs import make
 from cairnrl.envs.combination_lock import BAD
@@ -180,3 +180,82 @@ def test_bad_input():
         ContrastiveUCB("MlpPolicy", "CartPole-v1", features="oracle")
     with pytest.raises(ConfigError, match="features"):
         ContrastiveUCB("MlpPolicy", LOCK, features="learned")
+
+
+# ---------------------------------------------------------------- the deep variant (DQN with the bonus in its target)
+DEEP = {"learning_starts": 20, "batch_size": 16, "net_arch": [16], "covariance_interval": 10_000, "train_freq": 1}
+
+
+class TinyImageEnv(gym.Env):
+    """Image observations (8x8x3 uint8) whose brightness is the step count; action 1 pays 1; 5 steps."""
+
+    observation_space = gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros((8, 8, 3), np.uint8), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.full((8, 8, 3), 40 * self.t, np.uint8), float(action == 1), self.t == 5, False, {}
+
+
+def test_deep_covariance_counts_each_visited_pair_once():
+    model = ContrastiveUCBDQN("MlpPolicy", "CartPole-v1", seed=0, **{**DEEP, "learning_starts": 1_000})
+    model.learn(60)  # no gradient step: the features are fixed, so the running Lambda equals a rebuild
+    running = model.covariance.clone()
+    model._rebuild_covariance()
+    assert torch.allclose(running, model.covariance)
+    data = model.replay_buffer.get(np.arange(len(model.replay_buffer)))
+    counts = np.bincount(data["action"], minlength=2)
+    with torch.no_grad():
+        z = model.q_net.features(torch.as_tensor(data["obs"])).double()
+    for action in range(2):
+        rows = torch.as_tensor(data["action"] == action)
+        assert torch.allclose(model.covariance[action], torch.eye(16, dtype=torch.float64) + z[rows].T @ z[rows])
+    assert counts.sum() == len(model.replay_buffer) == 60
+
+
+def test_deep_bonus_shrinks_as_a_pair_is_revisited():
+    model = ContrastiveUCBDQN("MlpPolicy", "CartPole-v1", seed=0, **DEEP)
+    observation = np.array([[0.01, 0.0, 0.02, 0.0]], np.float32)
+    bonuses = [model.bonus(observation, np.array([1]))[0]]
+    for _ in range(4):
+        model._add_to_covariance(torch.as_tensor(observation), torch.tensor([1]))
+        bonuses.append(model.bonus(observation, np.array([1]))[0])
+    assert all(later < earlier for earlier, later in itertools.pairwise(bonuses))
+    assert model.bonus(observation, np.array([0]))[0] == pytest.approx(bonuses[0])  # the other action is untouched
+
+
+def test_deep_target_adds_the_bonus():
+    model = ContrastiveUCBDQN("MlpPolicy", "CartPole-v1", seed=0, beta=0.5, max_bonus=10.0, **DEEP)
+    model.learn(40)
+    batch = model.replay_buffer.get(np.arange(8))
+    observation, action = torch.as_tensor(batch["obs"]), torch.as_tensor(batch["action"])
+    with torch.no_grad():
+        z = model.q_net.features(observation).double()
+    expected = [
+        math.sqrt(z[i] @ torch.linalg.solve(model.covariance[action[i]], z[i])) for i in range(len(batch["action"]))
+    ]
+    np.testing.assert_allclose(model.bonus(batch["obs"], batch["action"]), expected, rtol=1e-6)
+
+
+def test_deep_variant_on_images_and_vectorised_envs(tmp_path):
+    images = ContrastiveUCBDQN("CnnPolicy", TinyImageEnv(), seed=0, **DEEP).learn(60)
+    actions, _ = images.predict(np.zeros((3, 8, 8, 3), np.uint8), deterministic=True)
+    assert actions.shape == (3,)
+    vectorised = ContrastiveUCBDQN("MlpPolicy", "CartPole-v1", n_envs=3, seed=0, **DEEP).learn(90)
+    assert vectorised.num_timesteps == 90 and len(vectorised.replay_buffer) == 90
+    loaded = ContrastiveUCBDQN.load(vectorised.save(tmp_path / "deep.zip"), env="CartPole-v1")
+    assert torch.equal(loaded.covariance, vectorised.covariance)
+
+
+def test_deep_bad_input():
+    with pytest.raises(ConfigError, match="beta"):
+        ContrastiveUCBDQN("MlpPolicy", "CartPole-v1", beta=-1.0)
+    with pytest.raises(EnvError, match="Discrete action space"):
+        ContrastiveUCBDQN("MlpPolicy", gym.make("Pendulum-v1"))
+    with pytest.raises(EnvError, match="image"):
+        ContrastiveUCBDQN("CnnPolicy", "CartPole-v1")
