@@ -14,7 +14,10 @@ probability 10^-H per episode.
   got there and the mean final success rate.  The gap to oracle features is the ratio of the medians.
 
     cairnrl bench cucb --quick      # H = 5, 2 seeds, 600 episodes per run
-    cairnrl bench cucb              # H = 5 and 10, 5 seeds, 2,000 / 4,000 episodes per run
+    cairnrl bench cucb              # H = 5 and 10, 5 seeds, 2,000 / 4,000 episodes per run, plus the deep task
+
+The full suite also runs the deep variant (``ContrastiveUCBDQN``) against SB3 DQN on MountainCar-v0, whose reward
+is sparse in effect (-1 per step until the flag): 3 seeds, 60,000 steps, RL Zoo's DQN settings for both.
 """
 
 from __future__ import annotations
@@ -70,6 +73,43 @@ METHODS: dict[str, dict[str, Any]] = {
     },
 }
 
+#: The deep variant on a Gymnasium task where exploration matters (full suite only): MountainCar pays -1 per step
+#: until the car reaches the flag (episodes end after 200 steps), so undirected exploration rarely sees the goal.
+#: DQN settings are RL Zoo's tuned MountainCar-v0 ones, shared by both methods; a run "reaches the flag" at the first
+#: evaluation whose mean greedy return is >= DEEP_REACHED.
+DQN_MOUNTAINCAR = {
+    "learning_rate": 4e-3,
+    "batch_size": 128,
+    "buffer_size": 10_000,
+    "learning_starts": 1_000,
+    "gamma": 0.98,
+    "target_update_interval": 600,
+    "train_freq": 16,
+    "gradient_steps": 8,
+    "exploration_fraction": 0.2,
+    "exploration_final_eps": 0.07,
+}
+DEEP_TASKS: dict[str, dict[str, Any]] = {"mountaincar": {"env": "MountainCar-v0", "steps": 60_000, "eval_every": 5_000}}
+DEEP_METHODS: dict[str, dict[str, Any]] = {
+    "cucb-dqn": {
+        "algorithm": "contrastive_ucb_dqn",
+        "hyperparameters": {
+            **DQN_MOUNTAINCAR,
+            "net_arch": [256, 256],
+            "beta": 1.0,
+            "max_bonus": 1.0,
+            "covariance_interval": 5_000,
+        },
+    },
+    "sb3-dqn": {
+        "algorithm": "sb3-dqn",
+        "hyperparameters": {**DQN_MOUNTAINCAR, "policy_kwargs": {"net_arch": [256, 256]}},
+    },
+}
+DEEP_SEEDS = [0, 1, 2]
+DEEP_EVAL_EPISODES = 10
+DEEP_REACHED = -190.0
+
 
 def runs(quick: bool) -> list[RunSpec]:
     """Every (task, method, seed) of the quick or full suite."""
@@ -88,6 +128,11 @@ def runs(quick: bool) -> list[RunSpec]:
                         config={"env": TASKS[task], **method, "steps": steps},
                     )
                 )
+    for task, definition in {} if quick else DEEP_TASKS.items():
+        for name, method in DEEP_METHODS.items():
+            for seed in DEEP_SEEDS:
+                config = {"deep": definition, **method}
+                specs.append(RunSpec(task=task, algorithm=name, seed=seed, steps=definition["steps"], config=config))
     return specs
 
 
@@ -101,6 +146,8 @@ def execute(spec: RunSpec, context: RunContext) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     config = spec.config
+    if "deep" in config:
+        return _execute_deep(spec, context)
     horizon = config["env"]["horizon"]
     model = make_model(
         config["algorithm"],
@@ -135,6 +182,48 @@ def execute(spec: RunSpec, context: RunContext) -> dict[str, Any]:
         "final_success": callback.log.points[-1].expected_return,
         "timesteps": int(model.num_timesteps),
         "random_success_probability": make(ENV_ID, **config["env"]).unwrapped.random_success_probability,
+    }
+
+
+def _execute_deep(spec: RunSpec, context: RunContext) -> dict[str, Any]:
+    """Train the deep variant or SB3 DQN, evaluating the greedy policy's mean return every ``eval_every`` steps."""
+    from cairnrl import evaluate
+    from cairnrl.algos.registry import make_model
+    from cairnrl.bench.callbacks import OptimumEvalCallback
+    from cairnrl.core.seeding import spawn_seeds
+    from cairnrl.envs import make
+
+    task = spec.config["deep"]
+    model = make_model(
+        spec.config["algorithm"],
+        task["env"],
+        seed=spec.seed,
+        hyperparameters=json.loads(json.dumps(spec.config["hyperparameters"])),
+    )
+    model.set_logger(context.sb3_logger())
+    eval_env = make(task["env"])
+    calls = [0]
+
+    def mean_return(current) -> float:
+        calls[0] += 1
+        seed = spawn_seeds(spec.seed, 1, key=(8, calls[0]))[0]
+        return evaluate(current, eval_env, n_episodes=DEEP_EVAL_EPISODES, seed=seed).mean
+
+    def record(point) -> None:
+        context.write_evaluation(asdict(point))
+        context.progress(point.timesteps)
+
+    # Normalised: 0 = never reaching the flag (-200), 1 = about the best return (-100); solved at DEEP_REACHED.
+    callback = OptimumEvalCallback(
+        mean_return, -100.0, -200.0, task["eval_every"], tolerance=(DEEP_REACHED + 100.0) / -100.0, on_evaluation=record
+    )
+    model.learn(task["steps"], callback=callback)
+    if callback.log.points[-1].timesteps < model.num_timesteps:
+        callback.evaluate_now()
+    return {
+        "steps_to_reach": callback.log.first_solved,
+        "final_return": callback.log.points[-1].expected_return,
+        "timesteps": int(model.num_timesteps),
     }
 
 
@@ -215,9 +304,39 @@ def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summar
             + ("n/a (one of them never reached it)" if gap is None else f"{gap:.2f}x")
         )
     lines += ["", *[f"![{task}]({{figures}}/success_{task}.png)" for task in tasks]]
+    if not quick:
+        lines += ["", _deep_markdown(results, numbers)]
     (report_dir / "numbers.json").write_text(json.dumps(numbers, indent=2))
     files.append("numbers.json")
     return Summary(markdown="\n".join(lines), files=files, numbers=json.loads(json.dumps(numbers)))
+
+
+def _deep_markdown(results: list[RunResult], numbers: dict[str, Any]) -> str:
+    lines = [
+        f"Deep variant: greedy mean return over {DEEP_EVAL_EPISODES} episodes; cells: median env steps until it is >= "
+        f"{DEEP_REACHED:g} (seeds that got there / seeds); mean final return.",
+        "",
+        "| task | " + " | ".join(DEEP_METHODS) + " |",
+        "| --- | " + " | ".join("---" for _ in DEEP_METHODS) + " |",
+    ]
+    for task in DEEP_TASKS:
+        cells, table = [], {}
+        for method in DEEP_METHODS:
+            runs_ = [r for r in results if r.spec.task == task and r.spec.algorithm == method]
+            reached = [r.result["steps_to_reach"] for r in runs_]
+            finals = [r.result["final_return"] for r in runs_]
+            median = _median_episodes(reached)
+            hits = sum(value is not None for value in reached)
+            table[method] = {
+                "median_steps_to_reach": "never" if math.isinf(median) else median,
+                "seeds_reached": hits,
+                "final_return_mean": float(np.mean(finals)),
+                "seeds": len(runs_),
+            }
+            cells.append(f"{_episodes(median)} ({hits}/{len(runs_)}); {np.mean(finals):.1f}")
+        numbers[task] = table
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _step_curve(rows: list[dict[str, str]], grid: np.ndarray) -> np.ndarray:
