@@ -41,7 +41,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from cairnrl.algos.cucb.losses import contrastive_loss, lsvi_backup, optimistic_q
+from cairnrl.algos.cucb.losses import contrastive_loss, elliptical_bonus, lsvi_backup, optimistic_q
 from cairnrl.algos.cucb.networks import ContrastiveFeatures, OracleFeatures
 from cairnrl.core import checkpoint as ckpt
 from cairnrl.core.base import BaseAlgorithm, GymEnv, check_policy
@@ -263,8 +263,6 @@ class ContrastiveUCB(BaseAlgorithm):
     @torch.inference_mode()
     def bonus(self, observation: np.ndarray, level: np.ndarray, action: np.ndarray) -> np.ndarray:
         """||phi_h(s, a)||_{Lambda_h^-1} under the current plan (without beta)."""
-        from cairnrl.algos.cucb.losses import elliptical_bonus
-
         levels = self._tensor(np.clip(np.asarray(level, dtype=np.int64), 0, self.horizon - 1))
         phi = self.feature_net(self._tensor(observation), levels, self._tensor(np.asarray(action))).double()
         return elliptical_bonus(phi, self.factors[levels]).cpu().numpy()
@@ -409,13 +407,12 @@ class ContrastiveUCB(BaseAlgorithm):
             if h + 1 < self.horizon:
                 live = rows[data["done"][rows] == 0]
                 if live.numel():
-                    next_level = torch.full_like(live, h + 1)
+                    chunk = max(_PLAN_CHUNK // int(self.action_space.n), 1)  # _q_values evaluates every action
+                    next_level = torch.full((chunk,), h + 1, device=self.device)
                     next_values = torch.cat(
                         [
-                            self._q_values(data["next_obs"][live[i : i + _PLAN_CHUNK]], next_level[i : i + _PLAN_CHUNK])
-                            .max(dim=1)
-                            .values
-                            for i in range(0, live.numel(), _PLAN_CHUNK // int(self.action_space.n))
+                            self._q_values(data["next_obs"][part], next_level[: len(part)]).max(dim=1).values
+                            for part in live.split(chunk)
                         ]
                     )
                     targets[data["done"][rows] == 0] += next_values
