@@ -193,11 +193,8 @@ class ContrastiveUCB(BaseAlgorithm):
             self.feature_net = ContrastiveFeatures(
                 self.observation_space, self.horizon, n_actions, self.feature_dim, self.net_arch
             ).to(self.device)
-        self.optimizer = (
-            torch.optim.Adam(self.feature_net.parameters(), lr=self.learning_rate)
-            if (self.features == "contrastive")
-            else None
-        )
+        trained = self.features == "contrastive"
+        self.optimizer = torch.optim.Adam(self.feature_net.parameters(), lr=self.learning_rate) if trained else None
         self._reset_planner()
         self.replay_buffer = TransitionBuffer(
             self.buffer_size,
