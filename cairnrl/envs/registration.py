@@ -13,6 +13,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from cairnrl.envs.combination_lock import CombinationLock
 from cairnrl.envs.cormab.registration import register_cormab_envs
 from cairnrl.envs.tabular import TabularMDP
 from cairnrl.exceptions import CairnError, EnvError
@@ -33,6 +34,7 @@ def register_envs() -> None:
     _register("cairnrl/TwoStepTrap-v0", f"{tabular}:make_trap_chain", 2, n_traps=1, sticky_p=0.0)
     _register("cairnrl/StickyTrapChain-v0", f"{tabular}:make_trap_chain", 16, n_traps=8, sticky_p=0.25)
     register_cormab_envs()
+    _register("cairnrl/CombinationLock-v0", "cairnrl.envs.combination_lock:CombinationLock", 10)
 
 
 def _unknown_id_message(env_id: str) -> str:
@@ -47,8 +49,8 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
 
     Accepts any Gymnasium id, including the ``"module:EnvId"`` form that imports ``module`` first.  An unknown
     id lists close matches.  For a :class:`TabularMDP` task made with a non-default horizon (e.g.
-    ``length=40``), ``max_episode_steps`` follows the env's horizon unless given explicitly, so
-    ``env.spec.max_episode_steps`` is always T.
+    ``length=40``) or a :class:`CombinationLock` with another ``horizon``, ``max_episode_steps`` follows the env's
+    horizon unless given explicitly, so ``env.spec.max_episode_steps`` is always T.
     """
     if not isinstance(env_id, str):
         raise EnvError(f"env id must be a string such as 'cairnrl/StickyCorridor-v0', got {type(env_id).__name__}")
@@ -64,7 +66,7 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
     inner = env.unwrapped
     if (
         "max_episode_steps" not in kwargs
-        and isinstance(inner, TabularMDP)
+        and isinstance(inner, (TabularMDP, CombinationLock))
         and env.spec is not None
         and env.spec.max_episode_steps != inner.horizon
     ):

@@ -19,6 +19,17 @@ from cairnrl.exceptions import CheckpointError, ConfigError
 OFFLINE_FAST = {"net_arch": [16, 16], "batch_size": 32, "eval_freq": 0}
 
 CASES = {
+    "contrastive_ucb": (
+        "cairnrl/CombinationLock-v0",
+        {"planning_interval": 2, "contrastive_steps": 5, "net_arch": [16], "batch_size": 16},
+        40,
+    ),
+    "contrastive_ucb_dqn": (
+        "CartPole-v1",
+        {"learning_starts": 20, "batch_size": 16, "net_arch": [16], "covariance_interval": 30,
+         "target_update_interval": 20, "train_freq": 1},
+        100,
+    ),
     "s3rl": (
         "Hopper-v5",
         {"student": "SAC", "snapshot_timesteps": 60, "truncate_step": 20, "teacher_episodes": 2,
