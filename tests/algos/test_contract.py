@@ -36,6 +36,7 @@ CASES = {
     "sqirl": ("CartPole-v1", {"episodes_per_timestep": 2, "n_epochs": 2, "net_arch": [16]}, 120),
     "iql": ("Hopper-v5", OFFLINE_FAST, 30),
     "td3bc": ("Hopper-v5", OFFLINE_FAST, 30),
+    "fdvl": ("Hopper-v5", {**OFFLINE_FAST, "random_actions": 1, "action_noise": 0.1}, 30),
     "bc": ("Hopper-v5", {**OFFLINE_FAST, "policy_type": "gaussian"}, 30),
 }
 
