@@ -1,10 +1,11 @@
 """cairnrl algorithms, all with SB3's verbs (learn, predict, save, load)."""
 
-from cairnrl.algos.offline import BC, FDVL, IQL, TD3BC
+from cairnrl.algos.offline import BC, FDVL, IQL, TD3BC, ReCOIL
 from cairnrl.algos.s3rl import S3RL
 from cairnrl.algos.sequoia import SEQUOIA
 from cairnrl.algos.sqirl import SQIRL
 
-ALGORITHMS = {"bc": BC, "fdvl": FDVL, "iql": IQL, "s3rl": S3RL, "sequoia": SEQUOIA, "sqirl": SQIRL, "td3bc": TD3BC}
+ALGORITHMS = {"bc": BC, "fdvl": FDVL, "iql": IQL, "recoil": ReCOIL, "s3rl": S3RL, "sequoia": SEQUOIA, "sqirl": SQIRL,
+              "td3bc": TD3BC}
 
-__all__ = ["ALGORITHMS", "BC", "FDVL", "IQL", "S3RL", "SEQUOIA", "SQIRL", "TD3BC"]
+__all__ = ["ALGORITHMS", "BC", "FDVL", "IQL", "S3RL", "SEQUOIA", "SQIRL", "TD3BC", "ReCOIL"]
