@@ -20,10 +20,10 @@ worker uses its own seed-derived episodes). Aggregates: IQM, mean, median and op
 which is evaluated once), and the stability picture: runs that diverged (a non-finite loss stops f-DVL and ReCOIL
 before the step, keeping the last finite model, which is then evaluated) and the largest logged ``max |Q|``.
 
-Modes: ``--quick`` is a smoke test of the pipeline on Hopper only (a 4k-step SAC teacher, 5k-step datasets, N = 5
-and 0, 2 seeds, 1k updates): its scores say nothing about the algorithms. ``full`` is the paper's scale (three
-envs, 1M-step teachers and datasets, N = 200, 30, 0, 5 seeds, 1M updates, as in the authors' protocol) and needs a
-GPU-days budget; it has not been run.
+Modes: ``--quick`` is a smoke test of the pipeline on Hopper only (a 4k-step SAC teacher, 5k-step datasets, the
+medium set for the offline suite, N = 5 and 0, 2 seeds, 500 updates): its scores say nothing about the
+algorithms. ``full`` is the paper's scale (three envs, 1M-step teachers and datasets, N = 200, 30, 0, 5 seeds, 1M
+updates, as in the authors' protocol) and needs a GPU-days budget; it has not been run.
 """
 
 from __future__ import annotations
@@ -49,12 +49,12 @@ DATA_SEED = 0
 ENVS = {"quick": ["hopper"], "full": ["hopper", "halfcheetah", "walker2d"]}
 TEACHER_BUDGET = {"quick": 4_000, "full": 1_000_000}
 DATA_STEPS = {"quick": 5_000, "full": 1_000_000}
-OFFLINE_KINDS = {"quick": ["medium", "medium-replay"], "full": ["medium", "medium-replay", "medium-expert"]}
+OFFLINE_KINDS = {"quick": ["medium"], "full": ["medium", "medium-replay", "medium-expert"]}
 IMITATION_BASES = {"quick": ["random"], "full": ["random", "medium"]}
 HIDDEN_EXPERTS = {"quick": [5, 0], "full": [200, 30, 0]}
 SEEDS = {"quick": [0, 1], "full": [0, 1, 2, 3, 4]}
-UPDATES = {"quick": 1_000, "full": 1_000_000}
-EVAL_EVERY = {"quick": 500, "full": 50_000}
+UPDATES = {"quick": 500, "full": 1_000_000}
+EVAL_EVERY = {"quick": 250, "full": 50_000}
 EVAL_EPISODES = {"quick": 5, "full": 10}
 BATCH = 256
 #: label -> (algorithm, hyperparameters); f-DVL's temperatures are the lambda of each f (reverse KL: Gumbel T).
@@ -270,7 +270,7 @@ def _suite_section(results: list[RunResult], suite: str, report_dir: Path, mode:
 def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summary:
     mode = "quick" if quick else "full"
     lines = [
-        f"Mode **{mode}**" + (" (smoke test: Hopper only, a 4k-step teacher, 5k-step datasets, 1k updates, 2 seeds; "
+        f"Mode **{mode}**" + (" (smoke test: Hopper only, a 4k-step teacher, 5k-step datasets, 500 updates, 2 seeds; "
                               "its scores say nothing about the algorithms)" if quick else "")
         + f": batch {BATCH} for every algorithm, {UPDATES[mode]:,} gradient updates, {EVAL_EPISODES[mode]} final "
           "evaluation episodes; score = D4RL-normalised return / 100 (0 = random, 1 = D4RL expert). Cells: mean ± "
