@@ -1,7 +1,7 @@
 """The losses of Dual RL (Sikchi, Zheng, Zhang and Niekum, "Dual RL: Unification and New Methods for Reinforcement
 and Imitation Learning", ICLR 2024), as plain functions of tensors so each can be checked by hand.
 
-f-DVL (section 5) fits a value function V with the dual-V objective, with a "temperature" ``lambda`` mixing the
+f-DVL fits a value function V with the dual-V objective, with a "temperature" ``lambda`` mixing the
 (1 - lambda) E_D[V] push-down term and the conjugate term:
 
     L_V = E_(s,a)~D[ lambda * f*_p(Q(s, a) - V(s)) + (1 - lambda) * V(s) ]
@@ -38,7 +38,7 @@ HUBER_DELTA = 20.0
 
 def chi2_conjugate(y: torch.Tensor) -> torch.Tensor:
     """``f*_p(y) = y + y^2/4`` for ``y >= -2`` else ``-1``: the Pearson chi-square conjugate under ``d >= 0``
-    (the maximiser ``w*(y) = max(0, y/2 + 1)``; section 3 of the paper)."""
+    (the maximiser ``w*(y) = max(0, y/2 + 1)``, the Dual-RL framework)."""
     return torch.where(y >= -2.0, y + 0.25 * y.square(), torch.full_like(y, -1.0))
 
 
@@ -139,7 +139,8 @@ def mixture_chi2_critic_loss(
     bellman_offline: torch.Tensor,
     beta: float,
 ) -> torch.Tensor:
-    """ReCOIL's chi-square dual for Q (paper, section 5.2), summed over heads (``[heads, batch]`` inputs):
+    """ReCOIL's chi-square dual for Q (the paper's Eq. 10, keeping the 1/4 of the conjugate), summed over heads
+    (``[heads, batch]`` inputs):
 
         beta E_E[ V(s) - Q(s, a) ] + 1/4 E_mix[ (gamma V(s') - Q(s, a))^2 ],
         E_mix = beta E_E + (1 - beta) E_O,

@@ -1,5 +1,5 @@
 """f-DVL: dual-V offline RL with an f-divergence (Sikchi, Zheng, Zhang and Niekum, "Dual RL: Unification and New
-Methods for Reinforcement and Imitation Learning", ICLR 2024, section 5).
+Methods for Reinforcement and Imitation Learning", ICLR 2024; the method the paper calls f-DVL).
 
 The dual of regularised policy optimisation over visitations, with the state-only (dual-V) Bellman-flow
 constraint, is an unconstrained problem in V. f-DVL replaces the initial-state term by ``(1 - lambda) E_D[V]`` and

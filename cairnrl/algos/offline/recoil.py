@@ -1,5 +1,6 @@
 """ReCOIL: offline imitation from arbitrary data and a few expert demonstrations (Sikchi, Zheng, Zhang and Niekum,
-"Dual RL: Unification and New Methods for Reinforcement and Imitation Learning", ICLR 2024, section 5.2).
+"Dual RL: Unification and New Methods for Reinforcement and Imitation Learning", ICLR 2024; Eq. 10 and its
+offline form, Eqs. 11-13).
 
 Data: an expert set D^E (states and actions of a few demonstrations; rewards unused) and a suboptimal set D^O
 (transitions of any quality; rewards ignored). Instead of matching ``d^pi`` to ``d^E``, which needs ``d^E / d^O``
