@@ -1,7 +1,7 @@
 """cairnrl algorithms, all with SB3's verbs (learn, predict, save, load)."""
 
 from cairnrl.algos.cucb import ContrastiveUCB, ContrastiveUCBDQN
-from cairnrl.algos.offline import BC, IQL, TD3BC
+from cairnrl.algos.offline import BC, FDVL, IQL, TD3BC, ReCOIL
 from cairnrl.algos.s3rl import S3RL
 from cairnrl.algos.sequoia import SEQUOIA
 from cairnrl.algos.sqirl import SQIRL
@@ -10,11 +10,14 @@ ALGORITHMS = {
     "bc": BC,
     "contrastive_ucb": ContrastiveUCB,
     "contrastive_ucb_dqn": ContrastiveUCBDQN,
+    "fdvl": FDVL,
     "iql": IQL,
+    "recoil": ReCOIL,
     "s3rl": S3RL,
     "sequoia": SEQUOIA,
     "sqirl": SQIRL,
     "td3bc": TD3BC,
 }
 
-__all__ = ["ALGORITHMS", "BC", "IQL", "S3RL", "SEQUOIA", "SQIRL", "TD3BC", "ContrastiveUCB", "ContrastiveUCBDQN"]
+__all__ = ["ALGORITHMS", "BC", "FDVL", "IQL", "S3RL", "SEQUOIA", "SQIRL", "TD3BC", "ContrastiveUCB",
+           "ContrastiveUCBDQN", "ReCOIL"]

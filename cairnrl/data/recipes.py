@@ -7,8 +7,12 @@ Names are ``<env>-<kind>`` with ``env`` in :data:`RECIPE_ENVS` (Gymnasium v5 env
   (see :mod:`cairnrl.data.teacher`), with stochastic SAC actions by default as in D4RL;
 * ``medium-replay``: the teacher run's replay buffer up to the medium snapshot;
 * ``medium-expert``: ``medium`` followed by ``expert``;
-* ``random+expert<N>`` / ``medium+expert<N>``: ReCOIL's mixtures (spec ``dualrl_mbrcsl.md`` §2.5), the base
-  data followed by the first ``N`` expert episodes; ``metadata["parts"]`` says which episodes are expert.
+* ``random+expert<N>`` / ``medium+expert<N>``: the suboptimal sets of ReCOIL's imitation protocol (Sikchi et al.,
+  ICLR 2024, after SMODICE), the base data followed by the first ``N`` expert episodes, unmarked for the learner;
+  ``metadata["parts"]`` says which episodes are expert;
+* ``expert<N>``: ReCOIL's expert set, the first ``N * 1000`` expert transitions (``expert1``: 1000 transitions,
+  one full-length episode), collected with the same seed as the mixtures' expert episodes, so they are the
+  demonstrations the mixtures hide (as in the protocol, where both come from the start of ``expert-v2``).
 
 The achieved returns of every part (an episode cut by the step budget excluded), their D4RL normalized score
 and the teacher's training log are recorded in the metadata.
@@ -34,8 +38,11 @@ from cairnrl.exceptions import ConfigError
 RECIPE_ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5", "ant": "Ant-v5"}
 KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
 _NAME = re.compile(
-    r"^(?P<env>[a-z0-9]+)-(?P<kind>medium-replay|medium-expert|random|medium|expert)(?:\+expert(?P<n>\d+))?$"
+    r"^(?P<env>[a-z0-9]+)-(?:expert(?P<demos>\d+)|"
+    r"(?P<kind>medium-replay|medium-expert|random|medium|expert)(?:\+expert(?P<n>\d+))?)$"
 )
+#: Steps per demonstration of an ``expert<N>`` set (the MuJoCo time limit).
+DEMO_STEPS = 1000
 _RECIPE_SEED_KEY = 0xDA7A
 
 
@@ -48,6 +55,7 @@ class Recipe:
     env_id: str
     kind: str
     n_expert: int | None = None
+    demos: int | None = None
 
     @property
     def needs_teacher(self) -> bool:
@@ -60,10 +68,15 @@ def parse_recipe(name: str) -> Recipe:
     match = _NAME.match(name) if isinstance(name, str) else None
     valid = (
         f"<env>-<kind> with env in {sorted(RECIPE_ENVS)} and kind in {list(KINDS)}, or <env>-random+expert<N> / "
-        "<env>-medium+expert<N>"
+        "<env>-medium+expert<N> / <env>-expert<N> (N >= 1)"
     )
     if match is None or match["env"] not in RECIPE_ENVS:
         raise ConfigError(f"unknown dataset recipe {name!r}; expected {valid}")
+    if match["demos"] is not None:
+        demos = int(match["demos"])
+        if demos < 1:
+            raise ConfigError(f"unknown dataset recipe {name!r}; expected {valid}")
+        return Recipe(name=name, env=match["env"], env_id=RECIPE_ENVS[match["env"]], kind="expert", demos=demos)
     n_expert = None if match["n"] is None else int(match["n"])
     if n_expert is not None and (match["kind"] not in ("random", "medium") or n_expert < 1):
         raise ConfigError(f"unknown dataset recipe {name!r}; expected {valid}")
@@ -157,7 +170,9 @@ def make_dataset(
         parts["random"] = rollouts("random", random_seed, n_steps=n_steps)
     if recipe.kind in ("medium", "medium-expert"):
         parts["medium"] = rollouts(teacher.medium, medium_seed, n_steps=n_steps)
-    if recipe.kind in ("expert", "medium-expert"):
+    if recipe.demos is not None:
+        parts[f"expert{recipe.demos}"] = rollouts(teacher.expert, expert_seed, n_steps=DEMO_STEPS * recipe.demos)
+    elif recipe.kind in ("expert", "medium-expert"):
         parts["expert"] = rollouts(teacher.expert, expert_seed, n_steps=n_steps)
     if recipe.kind == "medium-replay":
         parts["medium-replay"] = teacher.replay
@@ -176,6 +191,7 @@ def make_dataset(
         "recipe": {
             "kind": recipe.kind,
             "n_expert": recipe.n_expert,
+            "demos": recipe.demos,
             "budget": budget if recipe.needs_teacher else None,
             "n_steps": n_steps,
             "seed": seed,

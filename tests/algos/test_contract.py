@@ -47,6 +47,8 @@ CASES = {
     "sqirl": ("CartPole-v1", {"episodes_per_timestep": 2, "n_epochs": 2, "net_arch": [16]}, 120),
     "iql": ("Hopper-v5", OFFLINE_FAST, 30),
     "td3bc": ("Hopper-v5", OFFLINE_FAST, 30),
+    "fdvl": ("Hopper-v5", {**OFFLINE_FAST, "random_actions": 1, "action_noise": 0.1}, 30),
+    "recoil": ("Hopper-v5", {**OFFLINE_FAST, "variant": "paper"}, 30),
     "bc": ("Hopper-v5", {**OFFLINE_FAST, "policy_type": "gaussian"}, 30),
 }
 
@@ -54,6 +56,15 @@ CASES = {
 @lru_cache(maxsize=1)
 def offline_dataset():
     return collect("Hopper-v5", "random", n_episodes=10, seed=0)
+
+
+@lru_cache(maxsize=1)
+def expert_dataset():
+    return collect("Hopper-v5", "random", n_episodes=3, seed=1)
+
+
+#: Further data an offline algorithm learns from, passed to its constructor and to ``load``.
+EXTRA_DATA = {"recoil": lambda: {"expert_dataset": expert_dataset()}}
 
 
 def is_offline(name):
@@ -64,14 +75,15 @@ def build(name, seed=0, **overrides):
     env_id, kwargs, _ = CASES[name]
     kwargs = {**kwargs, **overrides}
     if is_offline(name):
-        return ALGORITHMS[name]("MlpPolicy", offline_dataset(), env=env_id, seed=seed, **kwargs)
+        extra = EXTRA_DATA.get(name, dict)()
+        return ALGORITHMS[name]("MlpPolicy", offline_dataset(), env=env_id, seed=seed, **extra, **kwargs)
     return ALGORITHMS[name]("MlpPolicy", env_id, seed=seed, **kwargs)
 
 
 def load(name, path):
     env_id = CASES[name][0]
     if is_offline(name):
-        return ALGORITHMS[name].load(path, dataset=offline_dataset(), env=env_id)
+        return ALGORITHMS[name].load(path, dataset=offline_dataset(), env=env_id, **EXTRA_DATA.get(name, dict)())
     return ALGORITHMS[name].load(path, env=env_id)
 
 

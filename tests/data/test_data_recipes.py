@@ -105,6 +105,21 @@ def test_every_kind_with_recorded_returns(teacher, same):
         make_dataset("walker2d-expert", teacher=teacher, n_steps=10)
 
 
+def test_expert_demonstrations_are_the_ones_the_mixtures_hide(teacher):
+    recipe = parse_recipe("hopper-expert1")
+    assert (recipe.kind, recipe.demos, recipe.n_expert, recipe.needs_teacher) == ("expert", 1, None, True)
+    with pytest.raises(ConfigError, match="unknown dataset recipe"):
+        parse_recipe("hopper-expert0")
+    demos = make_dataset("hopper-expert1", budget=BUDGET, teacher=teacher)
+    assert demos.num_steps == 1000 and demos.metadata["recipe"]["demos"] == 1
+    mixture = make_dataset("hopper-random+expert2", budget=BUDGET, n_steps=100, teacher=teacher)
+    for index in range(2):  # the first demonstrations are the expert episodes hidden in the mixture
+        hidden, shown = mixture.episode(mixture.metadata["parts"][1]["episodes"][0] + index), demos.episode(index)
+        steps = min(len(hidden), len(shown))
+        np.testing.assert_array_equal(hidden.actions[:steps], shown.actions[:steps])
+        np.testing.assert_array_equal(hidden.observations[: steps + 1], shown.observations[: steps + 1])
+
+
 def _part_seed(index: int) -> int:
     from cairnrl.core.seeding import spawn_seeds
     from cairnrl.data.recipes import _RECIPE_SEED_KEY

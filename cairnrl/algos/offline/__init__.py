@@ -2,7 +2,9 @@
 
 from cairnrl.algos.offline.base import OfflineAlgorithm
 from cairnrl.algos.offline.bc import BC
+from cairnrl.algos.offline.fdvl import FDVL
 from cairnrl.algos.offline.iql import IQL
+from cairnrl.algos.offline.recoil import ReCOIL
 from cairnrl.algos.offline.td3bc import TD3BC
 
-__all__ = ["BC", "IQL", "TD3BC", "OfflineAlgorithm"]
+__all__ = ["BC", "FDVL", "IQL", "TD3BC", "OfflineAlgorithm", "ReCOIL"]

@@ -1,4 +1,5 @@
-"""Pieces the offline algorithms share: twin critics with a Polyak target, reward scaling, optimisers."""
+"""Pieces the offline algorithms share: twin critics with a Polyak target, value networks, reward scaling,
+optimisers, and the guard that stops a diverged run before a non-finite loss reaches the parameters."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from torch import nn
 
 from cairnrl.core.ensemble import EnsembleMLP
 from cairnrl.data import Dataset
-from cairnrl.exceptions import DatasetError
+from cairnrl.exceptions import ConfigError, DatasetError
 
 RewardNormalization = Literal["return_range", "none"]
 REWARD_NORMALIZATIONS = ("return_range", "none")
@@ -37,6 +38,38 @@ class TwinCritic(nn.Module):
 
     def online_parameters(self) -> list[nn.Parameter]:
         return list(self.online.parameters())
+
+
+class ValueNetwork(nn.Module):
+    """``V(s)``: a ReLU MLP with one output (``[batch]``), optionally with LayerNorm after every hidden linear layer
+    (before the activation), the value network of f-DVL and XQL."""
+
+    def __init__(self, observation_dim: int, hidden: tuple[int, ...], layer_norm: bool = False) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        size = observation_dim
+        for width in hidden:
+            layers += [nn.Linear(size, width), *([nn.LayerNorm(width)] if layer_norm else []), nn.ReLU()]
+            size = width
+        layers.append(nn.Linear(size, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        return self.net(observation)[:, 0]
+
+
+def check_finite_losses(algorithm_name: str, update: int, losses: dict[str, torch.Tensor]) -> None:
+    """Stop a diverged run *before* an optimiser step uses a non-finite loss: a :class:`ConfigError` names the
+    loss and the update, and the parameters stay those of the last good update (``save()`` then writes a usable
+    checkpoint). One device synchronisation per call."""
+    if bool(torch.isfinite(torch.stack([value.detach() for value in losses.values()])).all()):
+        return
+    name, value = next((name, value) for name, value in losses.items() if not torch.isfinite(value).all())
+    raise ConfigError(
+        f"{algorithm_name} diverged: {name} is {float(value.detach())} at update {update}; the update was not "
+        "applied, so the model keeps its last finite parameters (save() writes them). Lower the learning rate, raise "
+        "the temperature, or enable layer normalisation of V"
+    )
 
 
 def reward_scale(dataset: Dataset, normalization: RewardNormalization) -> float:

@@ -1,0 +1,43 @@
+"""The Dual-RL benchmark script end to end on a tiny teacher, tiny datasets and a few updates."""
+
+import pytest
+
+import benchmarks.dualrl as dualrl
+from cairnrl.bench import run_experiment
+
+
+def test_declared_suites():
+    quick, full = dualrl.runs(quick=True), dualrl.runs(quick=False)
+    assert {spec.task for spec in quick} == {"rl:hopper-medium", "il:hopper-random+expert5", "il:hopper-random"}
+    assert len(full) == 5 * 3 * (3 * len(dualrl.OFFLINE_ALGORITHMS) + 2 * 3 * len(dualrl.IMITATION_ALGORITHMS))
+    assert "il:walker2d-medium+expert200" in {spec.task for spec in full}
+    imitation = next(spec for spec in full if spec.task == "il:halfcheetah-medium+expert30")
+    assert imitation.config["expert_dataset"]["name"] == "halfcheetah-expert1"
+    assert {spec.config["batch_size"] for spec in full} == {dualrl.BATCH}
+
+
+@pytest.mark.slow
+def test_dualrl_benchmark_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setitem(dualrl.TEACHER_BUDGET, "quick", 300)
+    monkeypatch.setitem(dualrl.DATA_STEPS, "quick", 300)
+    monkeypatch.setitem(dualrl.OFFLINE_KINDS, "quick", ["medium"])
+    monkeypatch.setitem(dualrl.HIDDEN_EXPERTS, "quick", [2])
+    monkeypatch.setitem(dualrl.SEEDS, "quick", [0])
+    monkeypatch.setitem(dualrl.UPDATES, "quick", 20)
+    monkeypatch.setitem(dualrl.EVAL_EVERY, "quick", 10)
+    monkeypatch.setitem(dualrl.EVAL_EPISODES, "quick", 1)
+    monkeypatch.setattr(dualrl, "OFFLINE_ALGORITHMS", {"fdvl-chi2": dualrl.OFFLINE_ALGORITHMS["fdvl-chi2"],
+                                                       "iql": dualrl.OFFLINE_ALGORITHMS["iql"]})
+    results = run_experiment(dualrl.EXPERIMENT, tmp_path, quick=True, progress=False)
+    assert len(results) == 2 + len(dualrl.IMITATION_ALGORITHMS)
+    for result in results:
+        assert result.result["updates"] == 20 and result.result["diverged"] is None
+        assert [int(row["timesteps"]) for row in result.evaluations()] == [10, 20, 20]
+    recoil = next(r for r in results if r.spec.algorithm == "recoil-official")
+    assert recoil.result["max_q_abs"] > 0
+    bc_expert = next(r for r in results if r.spec.algorithm == "bc-expert")
+    assert bc_expert.result["dataset"]["steps"] == 1000  # hopper-expert1
+    summary = dualrl.summarize(results, tmp_path, quick=True)
+    assert set(summary.numbers["offline"]["aggregates"]) == {"fdvl-chi2", "iql"}
+    assert summary.numbers["imitation"]["stability"]["recoil-paper"]["diverged"] == 0
+    assert {"offline_intervals.png", "imitation_profiles.png", "imitation_curves.png"} <= set(summary.files)
