@@ -13,9 +13,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from cairnrl.envs.combination_lock import CombinationLock
 from cairnrl.envs.cormab.registration import register_cormab_envs
-from cairnrl.envs.tabular import TabularMDP
 from cairnrl.exceptions import CairnError, EnvError
 
 NAMESPACE = "cairnrl"
@@ -48,9 +46,9 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
     """``gymnasium.make`` with cairnrl's envs registered and one clear :class:`EnvError` for every failure.
 
     Accepts any Gymnasium id, including the ``"module:EnvId"`` form that imports ``module`` first.  An unknown
-    id lists close matches.  For a :class:`TabularMDP` task made with a non-default horizon (e.g.
-    ``length=40``) or a :class:`CombinationLock` with another ``horizon``, ``max_episode_steps`` follows the env's
-    horizon unless given explicitly, so ``env.spec.max_episode_steps`` is always T.
+    id lists close matches.  For a cairnrl env with a ``horizon`` (a :class:`TabularMDP` task made with e.g.
+    ``length=40``, a combination lock with another ``horizon``), ``max_episode_steps`` follows the env's horizon
+    unless given explicitly, so ``env.spec.max_episode_steps`` is always T.
     """
     if not isinstance(env_id, str):
         raise EnvError(f"env id must be a string such as 'cairnrl/StickyCorridor-v0', got {type(env_id).__name__}")
@@ -66,7 +64,8 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
     inner = env.unwrapped
     if (
         "max_episode_steps" not in kwargs
-        and isinstance(inner, (TabularMDP, CombinationLock))
+        and name.startswith("cairnrl/")
+        and isinstance(getattr(inner, "horizon", None), int)
         and env.spec is not None
         and env.spec.max_episode_steps != inner.horizon
     ):
