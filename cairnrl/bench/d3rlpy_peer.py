@@ -35,7 +35,7 @@ from cairnrl.data.dataset import Dataset
 from cairnrl.data.scores import normalized_score, reference_key
 from cairnrl.exceptions import CairnError, ConfigError, EnvError
 
-ALGORITHMS = ("bc", "iql", "cql")
+ALGORITHMS = ("bc", "iql", "cql", "td3bc")
 D3RLPY_VERSION = "2.8.1"
 GYMNASIUM_VERSION = "1.0.0"  # what d3rlpy 2.8.1 pins
 TORCH_REQUIREMENT = "torch==2.13.0"  # the CPU wheel this project's machines hold locally
@@ -251,7 +251,7 @@ def run_d3rlpy(
     d3rlpy's own default hyperparameters are used (what a d3rlpy user gets), overridden by the scalar entries of
     ``hyperparameters`` (e.g. ``{"batch_size": 256, "expectile": 0.9}``; unknown names fail in the worker).
 
-    :param algorithm: ``"bc"``, ``"iql"`` or ``"cql"``.
+    :param algorithm: ``"bc"``, ``"iql"``, ``"cql"`` or ``"td3bc"`` (d3rlpy's TD3PlusBC).
     :param env_id: the Gymnasium id to evaluate on (the dataset's spaces must match it).
     :param seed: master seed: d3rlpy's seed and, through :func:`eval_seeds`, the evaluation episodes' seeds.
     :param eval_episodes: deterministic evaluation episodes, one per derived reset seed.
