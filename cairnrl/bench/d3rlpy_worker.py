@@ -8,8 +8,9 @@ gymnasium 1.0, torch and numpy, but not cairnrl)::
 ``-I`` keeps this file's folder off ``sys.path`` (its sibling modules would shadow nothing useful) and ignores
 ``PYTHONPATH`` and user site-packages, so only the virtual env's packages are visible.
 
-* ``job.json``: ``algorithm`` (``bc``, ``iql``, ``cql``, ``td3bc``), ``env_id``, ``n_steps``, ``n_steps_per_epoch``, ``seed``,
-  ``eval_seeds`` (one reset seed per evaluation episode) and ``hyperparameters`` (overrides of d3rlpy's defaults).
+* ``job.json``: ``algorithm`` (``bc``, ``iql``, ``cql``, ``td3bc``), ``env_id``, ``n_steps``, ``n_steps_per_epoch``,
+  ``seed``, ``eval_seeds`` (one reset seed per evaluation episode) and ``hyperparameters`` (overrides of d3rlpy's
+  defaults).
 * ``dataset.npz``: flat D4RL arrays ``observations``, ``actions``, ``rewards``, ``next_observations``, ``terminals``,
   ``timeouts`` (read with ``allow_pickle=False``); every episode ends with exactly one of the two flags set on
   its last row (a row with both counts as terminal).
