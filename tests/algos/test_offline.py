@@ -260,3 +260,16 @@ def test_bad_inputs_raise_one_clear_error_each(tmp_path):
         BC("MlpPolicy", missing)
     with pytest.raises(DatasetError, match="dataset"):
         IQL("MlpPolicy", None, env=PointGoal())
+
+
+def test_a_diverged_loss_stops_before_the_step_and_keeps_the_last_good_parameters():
+    data = point_goal_data(3, 3)
+    model = IQL("MlpPolicy", data, seed=0, net_arch=(8,))
+    model.learn(3)
+    actor = _snapshot(model.actor)
+    with torch.no_grad():
+        model.value[0].weight.fill_(float("nan"))
+    with pytest.raises(ConfigError, match=r"IQL diverged: train/value_loss is nan at update 4"):
+        model.learn(1, reset_num_timesteps=False)
+    for name, value in model.actor.state_dict().items():
+        assert torch.equal(value, actor[name])

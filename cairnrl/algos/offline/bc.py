@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import torch
 
 from cairnrl.algos.offline.base import OfflineAlgorithm, check_policy_alias
-from cairnrl.algos.offline.components import adam
+from cairnrl.algos.offline.components import adam, check_finite_losses
 from cairnrl.core.actors import DeterministicActor, GaussianActor
 from cairnrl.core.base import GymEnv
 from cairnrl.core.normalization import Standardizer
@@ -81,6 +81,7 @@ class BC(OfflineAlgorithm):
             loss = -self.actor.log_prob(obs, batch.action).mean()
         else:
             loss = (self.actor(obs) - batch.action).square().mean()
+        check_finite_losses(self.algorithm_name, self.num_timesteps + 1, {"train/actor_loss": loss})
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.actor_optimizer.step()

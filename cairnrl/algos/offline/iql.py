@@ -26,7 +26,14 @@ from typing import Any, ClassVar
 import torch
 
 from cairnrl.algos.offline.base import OfflineAlgorithm, check_policy_alias
-from cairnrl.algos.offline.components import REWARD_NORMALIZATIONS, TwinCritic, adam, cosine_decay, reward_scale
+from cairnrl.algos.offline.components import (
+    REWARD_NORMALIZATIONS,
+    TwinCritic,
+    adam,
+    check_finite_losses,
+    cosine_decay,
+    reward_scale,
+)
 from cairnrl.core.actors import GaussianActor, awr_weights
 from cairnrl.core.base import GymEnv
 from cairnrl.core.ensemble import polyak_update
@@ -149,11 +156,14 @@ class IQL(OfflineAlgorithm):
 
     def _train_step(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
         value_loss, target_q = self._compiled(self._value_loss)(batch.obs, batch.action)
+        check_finite_losses(self.algorithm_name, self.num_timesteps + 1, {"train/value_loss": value_loss})
         self.value_optimizer.zero_grad(set_to_none=True)
         value_loss.backward()
         self.value_optimizer.step()
 
         losses = self._compiled(self._actor_critic_losses)(batch, target_q)
+        check_finite_losses(self.algorithm_name, self.num_timesteps + 1,
+                            {name: losses[name] for name in ("train/actor_loss", "train/critic_loss")})
         self.actor_optimizer.zero_grad(set_to_none=True)
         self.critic_optimizer.zero_grad(set_to_none=True)
         (losses["train/actor_loss"] + losses["train/critic_loss"]).backward()  # disjoint parameters: one pass

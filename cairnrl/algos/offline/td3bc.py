@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import torch
 
 from cairnrl.algos.offline.base import OfflineAlgorithm, check_policy_alias
-from cairnrl.algos.offline.components import TwinCritic, adam
+from cairnrl.algos.offline.components import TwinCritic, adam, check_finite_losses
 from cairnrl.core.actors import DeterministicActor
 from cairnrl.core.base import GymEnv
 from cairnrl.core.ensemble import polyak_update
@@ -112,6 +112,7 @@ class TD3BC(OfflineAlgorithm):
             td_target = batch.reward + self.gamma * (1.0 - batch.done) * self.critic.target_min(next_obs, next_action)
         q_values = self.critic(obs, batch.action)
         critic_loss = (q_values - td_target).square().mean(dim=1).sum()
+        check_finite_losses(self.algorithm_name, self.num_timesteps + 1, {"train/critic_loss": critic_loss})
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optimizer.step()
@@ -121,6 +122,7 @@ class TD3BC(OfflineAlgorithm):
             q_first = self.critic(obs, action)[0]
             scale = self.alpha / q_first.abs().mean().detach()  # eq. (3)
             actor_loss = -scale * q_first.mean() + (action - batch.action).square().mean()
+            check_finite_losses(self.algorithm_name, self.num_timesteps + 1, {"train/actor_loss": actor_loss})
             self.actor_optimizer.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_optimizer.step()
