@@ -11,14 +11,35 @@
 
 from __future__ import annotations
 
-from cairnrl.data.collect import collect
+import importlib
+from typing import Any
+
 from cairnrl.data.d4rl import from_d4rl_arrays
 from cairnrl.data.dataset import Dataset, Episode, Transitions, concatenate
 from cairnrl.data.io import detect_format, load, save
-from cairnrl.data.recipes import RECIPE_ENVS, make_dataset, parse_recipe
 from cairnrl.data.sampler import SegmentBatch, SegmentSampler, TransitionBatch, TransitionSampler
 from cairnrl.data.scores import REF_SCORES, normalized_score, reference_scores
-from cairnrl.data.teacher import Teacher, load_teacher_policy, train_teacher
+
+# Collection and the teacher-based recipes need the env layer and Stable-Baselines3: imported on first use, so
+# loading and sampling datasets stays light.
+_LAZY = {
+    "collect": "cairnrl.data.collect",
+    "RECIPE_ENVS": "cairnrl.data.recipes",
+    "make_dataset": "cairnrl.data.recipes",
+    "parse_recipe": "cairnrl.data.recipes",
+    "Teacher": "cairnrl.data.teacher",
+    "load_teacher_policy": "cairnrl.data.teacher",
+    "train_teacher": "cairnrl.data.teacher",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # the submodule ``collect`` would otherwise shadow the function of that name
+        return value
+    raise AttributeError(f"module 'cairnrl.data' has no attribute {name!r}")
+
 
 __all__ = [
     "RECIPE_ENVS",
