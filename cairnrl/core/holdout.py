@@ -114,3 +114,50 @@ class ImprovementTracker:
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         self.best = tensors["best"].tolist()
         self.epochs_since_improvement = int(meta["epochs"])
+
+
+class BestWeights:
+    """Holdout model selection for one network: from epoch ``start_epoch`` on, a snapshot of the weights with the
+    lowest holdout loss is kept; training stops after ``patience`` checked epochs without a relative improvement
+    of more than ``threshold``. Resumable (:class:`~cairnrl.core.state.Stateful`)."""
+
+    def __init__(
+        self, module: torch.nn.Module, start_epoch: int = 0, threshold: float = 0.01, patience: int = 5
+    ) -> None:
+        self.module = module
+        self.start_epoch = check_int("start_epoch", start_epoch, minimum=0)
+        self.tracker = ImprovementTracker(1, threshold, patience)
+        self.snapshot = {name: value.detach().clone() for name, value in module.state_dict().items()}
+        self.best_loss = float("inf")
+
+    def check(self, epoch: int, holdout_loss: float) -> None:
+        """Record the holdout loss after ``epoch`` epochs (1-based); snapshot the weights when it is the best."""
+        if epoch < self.start_epoch:
+            return
+        if holdout_loss < self.best_loss:
+            self.best_loss = holdout_loss
+            self.snapshot = {name: value.detach().clone() for name, value in self.module.state_dict().items()}
+        self.tracker.update(torch.tensor([holdout_loss]))
+
+    @property
+    def stop(self) -> bool:
+        return self.tracker.stop
+
+    def restore(self) -> None:
+        """Load the best snapshot into the module."""
+        self.module.load_state_dict(self.snapshot)
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tracker_tensors, tracker_meta = self.tracker.state()
+        tensors = {f"snapshot.{k}": v for k, v in self.snapshot.items()}
+        tensors.update({f"tracker.{k}": v for k, v in tracker_tensors.items()})
+        tensors["best_loss"] = torch.tensor(self.best_loss, dtype=torch.float64)
+        return tensors, {"tracker": tracker_meta}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        device = next(iter(self.snapshot.values())).device if self.snapshot else "cpu"
+        self.snapshot = {k[len("snapshot.") :]: v.to(device) for k, v in tensors.items() if k.startswith("snapshot.")}
+        self.tracker.load_state(
+            {k[len("tracker.") :]: v for k, v in tensors.items() if k.startswith("tracker.")}, meta["tracker"]
+        )
+        self.best_loss = float(tensors["best_loss"])
