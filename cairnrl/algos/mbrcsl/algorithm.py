@@ -78,6 +78,8 @@ class MBRCSL(OfflineAlgorithm):
     :param dynamics_weight_decay: weight decay per linear layer (``len(dynamics_net_arch) + 1`` values).
     :param dynamics_learning_rate: Adam step size (1e-3).
     :param dynamics_max_epochs: epoch cap of the dynamics fit (``None``: holdout early stopping only).
+    :param dynamics_patience: stop the dynamics fit after this many epochs in which no member's holdout MSE
+        improved by more than 1% (5; small datasets have few updates per epoch and may need more).
     :param behavior_policy: ``"diffusion"`` (DDPM) or ``"gaussian"`` (Gaussian MLP ablation).
     :param behavior_net_arch: block widths of the diffusion noise network (256, 512, 1024), or the hidden layers
         of the Gaussian MLP.
@@ -126,6 +128,7 @@ class MBRCSL(OfflineAlgorithm):
         dynamics_weight_decay: tuple[float, ...] = DEFAULT_WEIGHT_DECAY,
         dynamics_learning_rate: float = 1e-3,
         dynamics_max_epochs: int | None = None,
+        dynamics_patience: int = 5,
         behavior_policy: str = "diffusion",
         behavior_net_arch: tuple[int, ...] = (256, 512, 1024),
         behavior_epochs: int = 50,
@@ -183,6 +186,7 @@ class MBRCSL(OfflineAlgorithm):
         self.dynamics_max_epochs = (
             None if dynamics_max_epochs is None else check_int("dynamics_max_epochs", dynamics_max_epochs, minimum=1)
         )
+        self.dynamics_patience = check_int("dynamics_patience", dynamics_patience, minimum=1)
         self.behavior_policy = check_choice("behavior_policy", behavior_policy, BEHAVIOR_POLICIES)
         self.behavior_net_arch = check_int_tuple("behavior_net_arch", behavior_net_arch)
         self.behavior_epochs = check_int("behavior_epochs", behavior_epochs, minimum=1)
@@ -237,7 +241,12 @@ class MBRCSL(OfflineAlgorithm):
         ).to(self.device)
         self.dynamics_optimizer = torch.optim.Adam(self.dynamics.parameters(), lr=self.dynamics_learning_rate)
         self.dynamics_trainer = DynamicsTrainer(
-            self.dynamics, self.dynamics_optimizer, self.batch_size, dynamics_seed, max_epochs=self.dynamics_max_epochs
+            self.dynamics,
+            self.dynamics_optimizer,
+            self.batch_size,
+            dynamics_seed,
+            patience=self.dynamics_patience,
+            max_epochs=self.dynamics_max_epochs,
         )
         if self.behavior_policy == "diffusion":
             self.behavior: DiffusionPolicy | GaussianBehavior = DiffusionPolicy(

@@ -72,9 +72,7 @@ class NoiseNetwork(nn.Module):
         )
         condition = embed_dim + observation_dim
         sizes = (action_dim, *widths)
-        self.down = nn.ModuleList(
-            FiLMResidualBlock(a, b, condition) for a, b in itertools.pairwise(sizes)
-        )
+        self.down = nn.ModuleList(FiLMResidualBlock(a, b, condition) for a, b in itertools.pairwise(sizes))
         self.middle = FiLMResidualBlock(widths[-1], widths[-1], condition)
         ups = list(zip(reversed(widths), (*reversed(widths[:-1]), widths[0]), strict=True))
         self.up = nn.ModuleList(FiLMResidualBlock(2 * a, b, condition) for a, b in ups)
