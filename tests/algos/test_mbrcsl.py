@@ -2,6 +2,7 @@
 conditioning in predict, bad input, and stitching on the tiny point maze."""
 
 import copy
+import json
 
 import gymnasium as gym
 import numpy as np
@@ -172,3 +173,11 @@ def test_mbrcsl_stitches_where_rcsl_without_a_model_does_not():
         scores[output_data] = evaluate_return_conditioned(model, env, n_episodes=10, seed=1).mean
     assert model.target_return == pytest.approx(data.returns().max())
     assert scores["rollouts"] > scores["dataset"] + 5, scores
+
+
+def test_run_record_has_the_phases(tmp_path, maze_data):
+    model = MBRCSL("MlpPolicy", maze_data, seed=0, tensorboard_log=str(tmp_path), final_eval_episodes=0, **TINY)
+    model.learn(10_000)
+    record = json.loads(next(tmp_path.rglob("run.json")).read_text())
+    assert record["phases"]["phase"] == "done" and record["phases"]["kept_rollouts"] == 10
+    assert record["dataset"]["sha256"] == maze_data.content_hash()

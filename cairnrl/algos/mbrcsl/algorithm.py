@@ -550,6 +550,24 @@ class MBRCSL(OfflineAlgorithm):
         super()._set_state(state, groups)
         self._output_tensors = None
 
+    def _run_record_extras(self) -> dict[str, Any]:
+        kept = None if self.kept_rewards is None else self.kept_rewards.sum(dim=1)
+        return {
+            **super()._run_record_extras(),
+            "phases": {
+                "phase": self.phase,
+                "dynamics_epochs": self.dynamics_trainer.epoch,
+                "dynamics_holdout_mse": self.dynamics_trainer.last_holdout_mse.tolist(),
+                "elites": self.dynamics.elites.tolist(),
+                "behavior_epochs": self.behavior_batches.epoch,
+                "rollout_rounds": self.rollout_rounds,
+                "kept_rollouts": None if kept is None else len(kept),
+                "kept_return_max": None if kept is None else float(kept.max()),
+                "output_epochs": self.output_batches.epoch,
+                "target_return": self.target_return,
+            },
+        }
+
     def _check_can_learn(self) -> None:
         super()._check_can_learn()
         if self.phase in ("output", "done") and self.output_data == "rollouts" and self.kept_observations is None:
