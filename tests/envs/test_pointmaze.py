@@ -64,3 +64,14 @@ def test_stitching_dataset_groups_and_determinism():
     assert returns[4:6].mean() > returns[:4].mean()
     with pytest.raises(ConfigError, match="multiple of 4"):
         make_pointmaze_stitch(6)
+
+
+def test_gymnasium_robotics_backend_when_installed():
+    pytest.importorskip("gymnasium_robotics")
+    data = make_pointmaze_stitch(4, horizon=60, seed=0, backend="gymnasium-robotics")
+    assert (
+        data.content_hash() == make_pointmaze_stitch(4, horizon=60, seed=0, backend="gymnasium-robotics").content_hash()
+    )
+    assert data.observations.shape == (4 * 61, 4) and data.metadata["env_id"] == "PointMaze_UMazeDense-v3"
+    geometry = MazeGeometry(STITCH_MAP)
+    assert geometry.cell_of(data.observations[60]) == STITCH_CELLS["M"]  # route 1 reaches M within 60 steps
