@@ -81,16 +81,16 @@ MBRCSL_SETTINGS = {
         "output_selection_start_epoch": 30,
     },
 }
-ALGORITHMS: dict[str, dict[str, Any]] = {
+ALGORITHMS: dict[str, dict[str, Any]] = {  # in order of importance: a partial suite has the main comparison first
     "mbrcsl": {"family": "mbrcsl", "kwargs": {}},
+    "rcsl": {"family": "mbrcsl", "kwargs": {"output_data": "dataset"}},
+    "%bc": {"family": "bc", "top_fraction": 0.1},
+    "bc": {"family": "bc", "top_fraction": 1.0},
     "mbrcsl-mlp-behavior": {
         "family": "mbrcsl",
         "kwargs": {"behavior_policy": "gaussian", "behavior_net_arch": (256, 256)},
     },
     "mbrcsl-gaussian-rcsl": {"family": "mbrcsl", "kwargs": {"output_policy": "gaussian"}},
-    "rcsl": {"family": "mbrcsl", "kwargs": {"output_data": "dataset"}},
-    "bc": {"family": "bc", "top_fraction": 1.0},
-    "%bc": {"family": "bc", "top_fraction": 0.1},
 }
 BC_SETTINGS = {"quick": {"updates": 3_000}, "full": {"updates": 20_000}}
 #: Planned work units per run for the suite's progress bar (MBRCSL's phases end by their own rules).
