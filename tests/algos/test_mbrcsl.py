@@ -59,14 +59,15 @@ def test_diffusion_recovers_a_bimodal_action_distribution_a_gaussian_cannot():
     actions = actions + 0.05 * torch.randn(n, 1, generator=generator)
     observations = torch.zeros(n, 1)
     samples = {}
-    for name, policy in (
-        ("diffusion", DiffusionPolicy(1, 1, (32, 64), n_steps=10, embed_dim=16)),
-        ("gaussian", GaussianBehavior(1, 1, (32, 32))),
+    for name, make in (
+        ("diffusion", lambda: DiffusionPolicy(1, 1, (16, 32), n_steps=10, embed_dim=8)),
+        ("gaussian", lambda: GaussianBehavior(1, 1, (32, 32))),
     ):
         torch.manual_seed(0)
+        policy = make()
         average = copy.deepcopy(policy)
-        optimizer = torch.optim.AdamW(policy.parameters(), lr=3e-3)
-        for step in range(400):
+        optimizer = torch.optim.AdamW(policy.parameters(), lr=5e-3)
+        for step in range(300):
             index = torch.randint(n, (128,), generator=generator)
             loss = policy.loss(observations[index], actions[index], generator)
             optimizer.zero_grad()
@@ -77,9 +78,9 @@ def test_diffusion_recovers_a_bimodal_action_distribution_a_gaussian_cannot():
     near_modes = {name: float(((s.abs() - 0.7).abs() < 0.2).float().mean()) for name, s in samples.items()}
     middle = {name: float((s.abs() < 0.3).float().mean()) for name, s in samples.items()}
     diffusion = samples["diffusion"]
-    assert near_modes["diffusion"] > 0.85 and middle["diffusion"] < 0.05
+    assert near_modes["diffusion"] > 0.8 and middle["diffusion"] < 0.1  # measured: 0.89 and 0.04
     assert 0.3 < float((diffusion > 0).float().mean()) < 0.7  # both modes, not one
-    assert near_modes["gaussian"] < 0.5 and middle["gaussian"] > 0.2
+    assert near_modes["gaussian"] < 0.5 and middle["gaussian"] > 0.2  # measured: 0.28 and 0.31
     assert diffusion.abs().max() <= 1.0
 
 
