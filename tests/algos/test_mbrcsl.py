@@ -143,7 +143,7 @@ def test_bad_input(maze_data):
 
 @pytest.mark.slow
 def test_mbrcsl_stitches_where_rcsl_without_a_model_does_not():
-    """About 4 minutes on a shared CPU; measured: MBRCSL 70.9, RCSL without a model 58.7 (the best dataset
+    """About 90 s on a free core; measured: MBRCSL 70.9, RCSL without a model 58.7 (the best dataset
     trajectory: 74.1)."""
     torch.set_num_threads(1)
     data = make_pointmaze_stitch(100, seed=0)
