@@ -75,3 +75,17 @@ def test_gymnasium_robotics_backend_when_installed():
     assert data.observations.shape == (4 * 61, 4) and data.metadata["env_id"] == "PointMaze_UMazeDense-v3"
     geometry = MazeGeometry(STITCH_MAP)
     assert geometry.cell_of(data.observations[60]) == STITCH_CELLS["M"]  # route 1 reaches M within 60 steps
+
+
+def test_data_make_pointmaze_stitch_command(tmp_path, capsys):
+    from cairnrl.data import load
+    from cairnrl.data.cli import main
+
+    assert (
+        main(["data", "make", "pointmaze-stitch", "--out", str(tmp_path), "--maze-trajectories", "4", "--no-progress"])
+        == 0
+    )
+    assert "S->M then steer" in capsys.readouterr().out
+    data = load(tmp_path / "pointmaze-stitch")
+    assert data.num_episodes == 4 and data.content_hash() == make_pointmaze_stitch(4, seed=0).content_hash()
+    assert main(["data", "make", "pointmaze-stitch", "--out", str(tmp_path), "--maze-trajectories", "4"]) == 1  # exists
