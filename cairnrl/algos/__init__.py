@@ -1,6 +1,7 @@
 """cairnrl algorithms, all with SB3's verbs (learn, predict, save, load)."""
 
 from cairnrl.algos.cucb import ContrastiveUCB, ContrastiveUCBDQN
+from cairnrl.algos.mbrcsl import MBRCSL
 from cairnrl.algos.offline import BC, FDVL, IQL, TD3BC, ReCOIL
 from cairnrl.algos.s3rl import S3RL
 from cairnrl.algos.sequoia import SEQUOIA
@@ -12,6 +13,7 @@ ALGORITHMS = {
     "contrastive_ucb_dqn": ContrastiveUCBDQN,
     "fdvl": FDVL,
     "iql": IQL,
+    "mbrcsl": MBRCSL,
     "recoil": ReCOIL,
     "s3rl": S3RL,
     "sequoia": SEQUOIA,
@@ -19,5 +21,5 @@ ALGORITHMS = {
     "td3bc": TD3BC,
 }
 
-__all__ = ["ALGORITHMS", "BC", "FDVL", "IQL", "S3RL", "SEQUOIA", "SQIRL", "TD3BC", "ContrastiveUCB",
+__all__ = ["ALGORITHMS", "BC", "FDVL", "IQL", "MBRCSL", "S3RL", "SEQUOIA", "SQIRL", "TD3BC", "ContrastiveUCB",
            "ContrastiveUCBDQN", "ReCOIL"]

@@ -18,9 +18,13 @@ from cairnrl.cli import ArgumentParser, positive_int, run_parser
 from cairnrl.data.collect import collect
 from cairnrl.data.dataset import Dataset
 from cairnrl.data.io import FORMATS, load, save
+from cairnrl.data.pointmaze import BACKENDS, make_pointmaze_stitch
 from cairnrl.data.recipes import make_dataset, parse_recipe
 from cairnrl.data.teacher import load_teacher_policy
 from cairnrl.exceptions import ConfigError
+
+#: The Point Maze stitching recipe of MBRCSL (:mod:`cairnrl.data.pointmaze`), made without a teacher.
+POINTMAZE_STITCH = "pointmaze-stitch"
 
 
 def _add_load_options(parser: argparse.ArgumentParser) -> None:
@@ -98,9 +102,9 @@ def _collect(args: argparse.Namespace) -> int:
 def _make(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    recipes = [parse_recipe(name) for name in args.names]
-    for recipe in recipes:
-        target = out / recipe.name
+    recipes = [parse_recipe(name) for name in args.names if name != POINTMAZE_STITCH]
+    for target in [out / recipe.name for recipe in recipes] + [out / name for name in args.names
+                                                               if name == POINTMAZE_STITCH]:
         if target.exists() and not args.overwrite:
             raise ConfigError(f"{target} already exists; pass --overwrite to replace it")
     for recipe in recipes:
@@ -123,6 +127,13 @@ def _make(args: argparse.Namespace) -> int:
         for part, stats in dataset.metadata["returns"].items():
             print(f"  {part}: return {stats['mean']:.1f} ± {stats['std']:.1f} over {stats['episodes']} episodes, "
                   f"normalized {stats['normalized_mean']:.1f}")
+    if POINTMAZE_STITCH in args.names:
+        dataset = make_pointmaze_stitch(args.maze_trajectories, seed=args.seed, backend=args.maze_backend,
+                                        progress_bar=not args.no_progress)
+        written = save(dataset, out / POINTMAZE_STITCH, overwrite=args.overwrite)
+        print(f"{POINTMAZE_STITCH}: wrote {written} ({dataset.num_episodes} episodes, {dataset.num_steps} steps)")
+        for group in dataset.metadata["groups"]:
+            print(f"  {'->'.join(['S', *group['subgoals']])} then {group['ending']}: return {group['return_mean']:.1f}")
     return 0
 
 
@@ -163,7 +174,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gather.set_defaults(func=_collect)
 
     make = commands.add_parser("make", help="build D4RL-style MuJoCo datasets (hopper-medium, ...)")
-    make.add_argument("names", nargs="+", help="e.g. hopper-medium walker2d-random+expert100")
+    make.add_argument("names", nargs="+", help="e.g. hopper-medium walker2d-random+expert100 pointmaze-stitch")
     make.add_argument("--out", required=True, help="folder for the datasets and the SAC teachers")
     make.add_argument("--budget", type=positive_int, default=1_000_000, help="SAC teacher training steps")
     make.add_argument("--steps", type=positive_int, default=1_000_000, help="steps per random/medium/expert part")
@@ -175,6 +186,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     make.add_argument("--threads", type=positive_int, default=1)
     make.add_argument("--no-progress", action="store_true")
     make.add_argument("--overwrite", action="store_true")
+    make.add_argument("--maze-backend", choices=BACKENDS, default="cairnrl", help="pointmaze-stitch: which env")
+    make.add_argument("--maze-trajectories", type=positive_int, default=1000, help="pointmaze-stitch: trajectories")
     make.set_defaults(func=_make)
 
 

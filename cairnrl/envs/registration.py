@@ -33,6 +33,7 @@ def register_envs() -> None:
     _register("cairnrl/StickyTrapChain-v0", f"{tabular}:make_trap_chain", 16, n_traps=8, sticky_p=0.25)
     register_cormab_envs()
     _register("cairnrl/CombinationLock-v0", "cairnrl.envs.combination_lock:CombinationLock", 10)
+    _register("cairnrl/PointMazeStitch-v0", "cairnrl.envs.pointmaze:PointMaze", 200)
 
 
 def _unknown_id_message(env_id: str) -> str:

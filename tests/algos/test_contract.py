@@ -50,6 +50,15 @@ CASES = {
     "fdvl": ("Hopper-v5", {**OFFLINE_FAST, "random_actions": 1, "action_noise": 0.1}, 30),
     "recoil": ("Hopper-v5", {**OFFLINE_FAST, "variant": "paper"}, 30),
     "bc": ("Hopper-v5", {**OFFLINE_FAST, "policy_type": "gaussian"}, 30),
+    "mbrcsl": (
+        "Hopper-v5",
+        {"batch_size": 32, "eval_freq": 0, "dynamics_members": 3, "dynamics_elites": 2, "dynamics_net_arch": [16],
+         "dynamics_weight_decay": [1e-5, 1e-5], "dynamics_max_epochs": 2, "behavior_net_arch": [16, 32],
+         "behavior_epochs": 2, "diffusion_steps": 3, "diffusion_embed_dim": 8, "rollout_horizon": 5,
+         "rollout_batch_size": 8, "rollout_keep": 4, "return_threshold": -1e9, "output_net_arch": [16],
+         "output_max_epochs": 60, "output_selection_start_epoch": 0, "output_patience": 100},
+        30,
+    ),
 }
 
 
