@@ -22,8 +22,8 @@ from cairnrl.exceptions import CairnError, ConfigError
 MODEL_DIR = "model"
 #: Every algorithm ``train`` accepts (``cairnrl list algorithms`` prints them from the registry; a test keeps the
 #: two equal, so the help never needs to import the algorithms).
-ALGORITHM_NAMES = ("bc", "contrastive_ucb", "contrastive_ucb_dqn", "fdvl", "iql", "recoil", "s3rl", "sequoia", "sqirl",
-                   "td3bc", "sb3-a2c", "sb3-ddpg", "sb3-dqn", "sb3-ppo", "sb3-sac", "sb3-td3")
+ALGORITHM_NAMES = ("bc", "contrastive_ucb", "contrastive_ucb_dqn", "fdvl", "iql", "mbrcsl", "recoil", "s3rl",
+                   "sequoia", "sqirl", "td3bc", "sb3-a2c", "sb3-ddpg", "sb3-dqn", "sb3-ppo", "sb3-sac", "sb3-td3")
 #: Sub-commands defined by other modules: ``name -> (module with register(subparsers), one-line help)``.
 EXTERNAL_COMMANDS = {
     "data": ("cairnrl.data.cli", "offline datasets: make, collect, inspect, validate, convert"),
