@@ -57,7 +57,12 @@ OFFLINE_ENTRIES: dict[str, dict[str, Any]] = {
     "iql-vs-d3rlpy": {"cairnrl": ("iql", {}), "peer": ("iql", {"batch_size": 256})},
     "td3bc-vs-d3rlpy": {"cairnrl": ("td3bc", {}), "peer": ("td3bc", {"batch_size": 256})},
     "bc-vs-d3rlpy": {"cairnrl": ("bc", {}), "peer": ("bc", {"batch_size": 256, "learning_rate": 3e-4})},
+    # The Dual-RL algorithms have no d3rlpy version: the reference is d3rlpy's IQL, the closest in workload.
+    "fdvl-vs-d3rlpy-iql": {"cairnrl": ("fdvl", {}), "peer": ("iql", {"batch_size": 256})},
+    "recoil-vs-d3rlpy-iql": {"cairnrl": ("recoil", {}), "peer": ("iql", {"batch_size": 256})},
 }
+#: ReCOIL's expert set in the speed runs: the first episodes of the same data (the workload, not the result, counts).
+RECOIL_EXPERT_EPISODES = 20
 OFFLINE_ENV = "Hopper-v5"
 OFFLINE_DATA = {"episodes": 1000, "seed": 0}  # random Hopper-v5 episodes (about 20k transitions)
 OFFLINE_ROUNDS = {"quick": 3, "full": 5}
@@ -115,8 +120,11 @@ def execute_offline(spec: RunSpec, context: RunContext) -> dict[str, Any]:
         from cairnrl.algos import ALGORITHMS
 
         torch.set_num_threads(1)
+        extra = {}
+        if config["algorithm"] == "recoil":
+            extra["expert_dataset"] = dataset.select(range(RECOIL_EXPERT_EPISODES))
         model = ALGORITHMS[config["algorithm"]]("MlpPolicy", dataset, seed=spec.seed, eval_freq=0, device="cpu",
-                                                **config["hyperparameters"])
+                                                **config["hyperparameters"], **extra)
         model.set_logger(context.sb3_logger())
         model.learn(1)
         start = time.perf_counter()
