@@ -274,3 +274,29 @@ def test_reward_centering_keeps_q_at_the_per_step_scale(tmp_path):
     assert abs(centred.greedy_diagnostics()["q_mean"]) < 0.5 * plain.greedy_diagnostics()["q_mean"]
     centred.save(tmp_path / "centred")
     assert SEQUOIA.load(tmp_path / "centred", env=env)._reward_rate == centred._reward_rate
+
+
+def test_warm_start_anchor_keeps_the_myopic_action_ranking(tmp_path):
+    """The anchor penalises Q's action differences for drifting from the warm-start (myopic) network's: after the
+    same DQN steps from the same warm start, the anchored network's action gaps are closer to the myopic ones; the
+    frozen warm-start network is checkpointed."""
+    torch.set_num_threads(1)
+    env = CapacityEnv(n_arms=6, budget=2, instance_seed=0, horizon=10)
+    settings = {**FAST, "diagnostic_interval": 0, "learning_rate": 1e-3}
+    plain = SEQUOIA("MlpPolicy", env, seed=0, **settings).learn(100)
+    anchored = SEQUOIA("MlpPolicy", env, seed=0, **{**settings, "warm_start_anchor": 10.0}).learn(100)
+    assert plain._warm_net is None
+    rng = np.random.default_rng(0)
+    states = np.repeat(rng.integers(0, 4, size=(50, 6)), 2, axis=0)
+    actions = env.problem.sample_feasible(100, rng)
+
+    def gaps(net: nn.Module) -> np.ndarray:
+        return np.diff(q_values(net, actions, states).reshape(50, 2), axis=1)[:, 0]
+
+    myopic = gaps(anchored._warm_net)
+    drift_plain = np.mean((gaps(plain.q_net) - myopic) ** 2)
+    drift_anchored = np.mean((gaps(anchored.q_net) - myopic) ** 2)
+    assert drift_anchored < 0.5 * drift_plain
+    anchored.save(tmp_path / "anchored")
+    loaded = SEQUOIA.load(tmp_path / "anchored", env=env)
+    np.testing.assert_allclose(gaps(loaded._warm_net), myopic)

@@ -147,6 +147,8 @@ class SEQUOIA(BaseAlgorithm):
     :param warm_start_random_actions: random feasible actions per warm-start state (reference 10).
     :param warm_start_replay_fraction: the replay memory is seeded with this fraction of its capacity in
         warm-start transitions (reference 0.1, i.e. 1,000).
+    :param warm_start_anchor: weight of the penalty keeping Q's action differences close to the warm-start
+        network's (module docstring); 0 turns it off, the paper's loss.
     :param target_maximizer: ``"fast"`` (sampling + local search, checked against the exact solver) or ``"exact"``.
     :param target_check_interval: in fast mode, every this many gradient steps the batch's targets are also solved
         exactly, the gap is logged and the better answer used (0 never checks).
@@ -206,6 +208,7 @@ class SEQUOIA(BaseAlgorithm):
         warm_start_random_states: int | None = None,
         warm_start_random_actions: int = 10,
         warm_start_replay_fraction: float = 0.1,
+        warm_start_anchor: float = 0.0,
         target_maximizer: str = "fast",
         target_check_interval: int = 100,
         fast_target_kwargs: dict[str, int] | None = None,
@@ -256,6 +259,7 @@ class SEQUOIA(BaseAlgorithm):
         self.warm_start_random_actions = check_int("warm_start_random_actions", warm_start_random_actions, minimum=0)
         self.warm_start_replay_fraction = check_float("warm_start_replay_fraction", warm_start_replay_fraction,
                                                       low=0.0, high=1.0)
+        self.warm_start_anchor = check_float("warm_start_anchor", warm_start_anchor, low=0.0)
         self.target_maximizer = check_choice("target_maximizer", target_maximizer, TARGET_MODES)
         self.target_check_interval = check_int("target_check_interval", target_check_interval, minimum=0)
         self._fast_options = fast_options(fast_target_kwargs, name="fast_target_kwargs")
@@ -324,6 +328,7 @@ class SEQUOIA(BaseAlgorithm):
         self._warm_start_losses: list[float] = []
         self._episodes_finished = 0
         self._reward_rate: float | None = None
+        self._warm_net: nn.Module | None = None
         self._target_stats = TargetStatistics()
         self._memo_arrays: tuple[np.ndarray, np.ndarray] | None = None
         self._acting_times: deque[float] = deque(maxlen=1000)
@@ -405,6 +410,8 @@ class SEQUOIA(BaseAlgorithm):
             learning_rate=self.learning_rate, adam_eps=self.adam_eps, lr_decay=self.warm_start_lr_decay, rng=rng,
         )
         self.target_net.load_state_dict(self.q_net.state_dict())
+        if self.warm_start_anchor:
+            self._warm_net = copy.deepcopy(self.q_net).requires_grad_(False)
         self._on_target_changed()
         self._acting_synced = False
         n_seed = min(int(self.warm_start_replay_fraction * self.buffer_size), len(data))
@@ -446,9 +453,12 @@ class SEQUOIA(BaseAlgorithm):
         with torch.no_grad():
             next_q = self.target_net(as_tensor(np.concatenate([next_actions, batch["next_obs"]], axis=1)))[:, 0]
             targets = rewards + self.gamma * (1.0 - as_tensor(batch["done"])) * next_q
-        q_taken = self.q_net(as_tensor(np.concatenate([batch["action"], batch["obs"]], axis=1)))[:, 0]
+        inputs = as_tensor(np.concatenate([batch["action"], batch["obs"]], axis=1))
+        q_taken = self.q_net(inputs)[:, 0]
         losses = nn.functional.smooth_l1_loss(q_taken, targets, reduction="none")
         loss = (as_tensor(weights) * losses).mean()
+        if self.warm_start_anchor and self._warm_net is not None:
+            loss = loss + self.warm_start_anchor * self._anchor_loss(inputs, q_taken, batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_value_(self.q_net.parameters(), self.max_grad_value)
@@ -461,6 +471,16 @@ class SEQUOIA(BaseAlgorithm):
         if check and self._targets.last_check is not None:
             for key, value in self._targets.last_check.items():
                 self.logger.record(f"targets/check_{key}", value)
+
+    def _anchor_loss(self, inputs: torch.Tensor, q_taken: torch.Tensor, batch: dict[str, np.ndarray]) -> torch.Tensor:
+        """Squared gap between Q's and the warm-start network's difference between the taken action and another
+        replayed action, in the same state (the batch's actions permuted)."""
+        permutation = self._rngs["batch"].permutation(batch["action"].shape[0])
+        other = torch.as_tensor(np.concatenate([batch["action"][permutation], batch["obs"]], axis=1),
+                                dtype=inputs.dtype, device=self.device)
+        with torch.no_grad():
+            myopic_gap = self._warm_net(inputs)[:, 0] - self._warm_net(other)[:, 0]
+        return nn.functional.mse_loss(q_taken - self.q_net(other)[:, 0], myopic_gap)
 
     def _learn(self, callback: BaseCallback, log_interval: int) -> None:
         self._require_problem()
@@ -611,6 +631,7 @@ class SEQUOIA(BaseAlgorithm):
             "warm_start_losses": self._warm_start_losses,
             "episodes_finished": self._episodes_finished,
             "reward_rate": self._reward_rate,
+            "has_warm_net": self._warm_net is not None,
             "target_stats": self._target_stats.to_dict(),
             "rngs": {name: generator_state(rng) for name, rng in self._rngs.items()},
         }
@@ -619,6 +640,7 @@ class SEQUOIA(BaseAlgorithm):
             "target_net": self.target_net.state_dict(),
             "optimizer": optimizer_tensors,
             "replay": replay_tensors,
+            **({"warm_net": self._warm_net.state_dict()} if self._warm_net is not None else {}),
             "memo": {"states": torch.from_numpy(memo_states), "actions": torch.from_numpy(memo_actions)},
         }
         return state, groups
@@ -632,6 +654,10 @@ class SEQUOIA(BaseAlgorithm):
         self._warm_start_losses = [float(value) for value in state["warm_start_losses"]]
         self._episodes_finished = int(state["episodes_finished"])
         self._reward_rate = None if state["reward_rate"] is None else float(state["reward_rate"])
+        self._warm_net = None
+        if state["has_warm_net"]:
+            self._warm_net = copy.deepcopy(self.q_net).requires_grad_(False)
+            self._warm_net.load_state_dict(groups["warm_net"])
         self._target_stats = TargetStatistics(**state["target_stats"])
         self._rngs = {name: restore_generator(state["rngs"][name]) for name in _RNG_NAMES}
         memo = groups["memo"]
