@@ -283,7 +283,7 @@ def test_warm_start_anchor_keeps_the_myopic_action_ranking(tmp_path):
     torch.set_num_threads(1)
     env = CapacityEnv(n_arms=6, budget=2, instance_seed=0, horizon=10)
     settings = {**FAST, "diagnostic_interval": 0, "learning_rate": 1e-3}
-    plain = SEQUOIA("MlpPolicy", env, seed=0, **settings).learn(100)
+    plain = SEQUOIA("MlpPolicy", env, seed=0, **{**settings, "warm_start_anchor": 0.0}).learn(100)
     anchored = SEQUOIA("MlpPolicy", env, seed=0, **{**settings, "warm_start_anchor": 10.0}).learn(100)
     assert plain._warm_net is None
     rng = np.random.default_rng(0)
