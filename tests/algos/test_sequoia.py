@@ -201,7 +201,7 @@ def test_prioritized_replay_samples_by_priority_with_importance_weights():
     ("learning_rate", 0.0), ("tau", 0.0), ("tau", 1.5), ("replay", "sum-tree"), ("target_maximizer", "greedy"),
     ("solver_method", "brute"), ("solver", "cplex"), ("gamma", 1.2), ("lr_decay", 0.0), ("batch_size", 0),
     ("time_limit", -1.0), ("fast_target_kwargs", {"n_walks": 3}), ("exploration_final_eps", 2.0),
-    ("net_arch", [16, 0]), ("warm_start_replay_fraction", 1.5),
+    ("net_arch", [16, 0]), ("warm_start_replay_fraction", 1.5), ("reward_centering", 1.5),
 ])
 def test_hyperparameters_are_validated(name, value):
     key = "fast_target_kwargs" if name == "fast_target_kwargs" else name
@@ -257,3 +257,46 @@ def test_sequoia_is_near_the_exact_optimum_on_a_small_instance():
     myopic = mdp.mean_reward_per_step(mdp.evaluate(np.argmax(mdp.rewards, axis=1), 20), 20)
     assert value >= 0.95 * optimum
     assert myopic <= 0.5 * optimum
+
+
+def test_reward_centering_keeps_q_at_the_per_step_scale(tmp_path):
+    """The centred target ``r - rbar + gamma Q_target(s', a*)`` (``rbar``: running batch-mean reward, Naik et al.,
+    2024) keeps Q near zero, where the plain discounted target climbs towards ``r / (1 - gamma)``; ``rbar`` tracks
+    the replayed rewards and is checkpointed; ``reward_centering=0`` is the paper's target."""
+    torch.set_num_threads(1)
+    env = CapacityEnv(n_arms=6, budget=2, instance_seed=0, horizon=10)
+    settings = {**FAST, "diagnostic_interval": 0, "n_probe_states": 30}
+    plain = SEQUOIA("MlpPolicy", env, seed=0, **{**settings, "reward_centering": 0.0}).learn(100)
+    centred = SEQUOIA("MlpPolicy", env, seed=0, **{**settings, "reward_centering": 0.05}).learn(100)
+    assert plain._reward_rate is None
+    replayed = centred.replay_memory.sample(500, np.random.default_rng(0))[1]["reward"]
+    assert abs(centred._reward_rate - replayed.mean()) < 0.25 * replayed.mean()
+    assert abs(centred.greedy_diagnostics()["q_mean"]) < 0.5 * plain.greedy_diagnostics()["q_mean"]
+    centred.save(tmp_path / "centred")
+    assert SEQUOIA.load(tmp_path / "centred", env=env)._reward_rate == centred._reward_rate
+
+
+def test_warm_start_anchor_keeps_the_myopic_action_ranking(tmp_path):
+    """The anchor penalises Q's action differences for drifting from the warm-start (myopic) network's: after the
+    same DQN steps from the same warm start, the anchored network's action gaps are closer to the myopic ones; the
+    frozen warm-start network is checkpointed."""
+    torch.set_num_threads(1)
+    env = CapacityEnv(n_arms=6, budget=2, instance_seed=0, horizon=10)
+    settings = {**FAST, "diagnostic_interval": 0, "learning_rate": 1e-3}
+    plain = SEQUOIA("MlpPolicy", env, seed=0, **{**settings, "warm_start_anchor": 0.0}).learn(100)
+    anchored = SEQUOIA("MlpPolicy", env, seed=0, **{**settings, "warm_start_anchor": 10.0}).learn(100)
+    assert plain._warm_net is None
+    rng = np.random.default_rng(0)
+    states = np.repeat(rng.integers(0, 4, size=(50, 6)), 2, axis=0)
+    actions = env.problem.sample_feasible(100, rng)
+
+    def gaps(net: nn.Module) -> np.ndarray:
+        return np.diff(q_values(net, actions, states).reshape(50, 2), axis=1)[:, 0]
+
+    myopic = gaps(anchored._warm_net)
+    drift_plain = np.mean((gaps(plain.q_net) - myopic) ** 2)
+    drift_anchored = np.mean((gaps(anchored.q_net) - myopic) ** 2)
+    assert drift_anchored < 0.5 * drift_plain
+    anchored.save(tmp_path / "anchored")
+    loaded = SEQUOIA.load(tmp_path / "anchored", env=env)
+    np.testing.assert_allclose(gaps(loaded._warm_net), myopic)
