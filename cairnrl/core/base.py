@@ -67,27 +67,36 @@ _RUN_ARGUMENTS = frozenset(
 class ProgressBar(BaseCallback):
     """A tqdm progress bar over ``model.num_timesteps`` (env steps online, gradient updates offline).
 
-    When training ends early for a stated reason (``model.stop_reason``), the bar says so and closes as complete.
+    The bar appears at the first step, so a set-up phase before it (a warm start with its own bar) neither shows a
+    stalled bar nor skews the rate and ETA. When training ends early for a stated reason (``model.stop_reason``),
+    the bar says so and closes as complete.
     """
 
     def _on_training_start(self) -> None:
         self._start = self.model.num_timesteps
-        self._bar = tqdm(
-            total=self.model._total_timesteps - self._start, unit=self.model.progress_unit, dynamic_ncols=True
-        )
+        self._bar: tqdm | None = None
+
+    def _open(self) -> tqdm:
+        if self._bar is None:
+            self._bar = tqdm(
+                total=self.model._total_timesteps - self._start, unit=self.model.progress_unit, dynamic_ncols=True
+            )
+        return self._bar
 
     def _on_step(self) -> bool:
-        self._bar.update(self.model.num_timesteps - self._start - self._bar.n)
+        bar = self._open()
+        bar.update(self.model.num_timesteps - self._start - bar.n)
         return True
 
     def _on_training_end(self) -> None:
-        self._bar.update(self.model.num_timesteps - self._start - self._bar.n)
+        bar = self._open()
+        bar.update(self.model.num_timesteps - self._start - bar.n)
         if self.model.stop_reason is not None or self.model.num_timesteps < self.model._total_timesteps:
             if self.model.stop_reason is not None:
-                self._bar.set_postfix_str(f"stopped: {self.model.stop_reason}")
-            self._bar.total = self._bar.n
-            self._bar.refresh()
-        self._bar.close()
+                bar.set_postfix_str(f"stopped: {self.model.stop_reason}")
+            bar.total = bar.n
+            bar.refresh()
+        bar.close()
 
 
 class BaseAlgorithm(ABC):
@@ -131,6 +140,8 @@ class BaseAlgorithm(ABC):
         self._total_timesteps = 0
         self._n_updates = 0
         self.stop_reason: str | None = None
+        #: Whether the current ``learn`` shows progress bars (algorithms with set-up phases show theirs too).
+        self._show_progress = False
         self._episode_info: deque[tuple[float, int]] = deque(maxlen=100)
         self._logger: Logger | None = None
         seed_everything(self.seed)
@@ -301,6 +312,7 @@ class BaseAlgorithm(ABC):
         check_int("log_interval", log_interval, minimum=1)
         self._check_can_learn()
         self.stop_reason = None
+        self._show_progress = bool(progress_bar)
         if reset_num_timesteps:
             self.num_timesteps = 0
             self._episode_info.clear()

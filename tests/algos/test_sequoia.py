@@ -300,3 +300,14 @@ def test_warm_start_anchor_keeps_the_myopic_action_ranking(tmp_path):
     anchored.save(tmp_path / "anchored")
     loaded = SEQUOIA.load(tmp_path / "anchored", env=env)
     np.testing.assert_allclose(gaps(loaded._warm_net), myopic)
+
+
+def test_warm_start_is_its_own_progress_phase(capsys):
+    """The warm start shows its own bar, and the step bar only starts once training steps begin."""
+    torch.set_num_threads(1)
+    model = SEQUOIA("MlpPolicy", "cairnrl/CoRMAB-Capacity-v0", seed=0, net_arch=[8], warm_start_epochs=2,
+                    warm_start_random_states=20)
+    model.learn(5, progress_bar=True)
+    err = capsys.readouterr().err
+    assert "warm start (myopic fit)" in err and "2/2" in err
+    assert err.index("warm start (myopic fit)") < err.index("/5 [")

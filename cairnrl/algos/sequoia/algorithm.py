@@ -90,6 +90,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv
 from torch import nn
+from tqdm.auto import tqdm
 
 from cairnrl.algos.rmab_baselines import problem_of
 from cairnrl.algos.sequoia.replay import REPLAY_MODES, ReplayMemory
@@ -415,10 +416,19 @@ class SEQUOIA(BaseAlgorithm):
         horizon = getattr(self.env.envs[0].unwrapped, "horizon", 20)
         n_random = 50 * horizon if self.warm_start_random_states is None else self.warm_start_random_states
         data = warm_start_dataset(problem, n_random, self.warm_start_random_actions, rng)
-        self._warm_start_losses = fit_myopic(
-            self.q_net, data, epochs=self.warm_start_epochs, batch_size=self.warm_start_batch_size,
-            learning_rate=self.learning_rate, adam_eps=self.adam_eps, lr_decay=self.warm_start_lr_decay, rng=rng,
-        )
+        # The warm start is its own phase on screen; the step bar starts after it (see ProgressBar).
+        with tqdm(total=self.warm_start_epochs, desc="warm start (myopic fit)", unit="epoch", dynamic_ncols=True,
+                  disable=not self._show_progress) as bar:
+
+            def epoch_done(loss: float) -> None:
+                bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+                bar.update()
+
+            self._warm_start_losses = fit_myopic(
+                self.q_net, data, epochs=self.warm_start_epochs, batch_size=self.warm_start_batch_size,
+                learning_rate=self.learning_rate, adam_eps=self.adam_eps, lr_decay=self.warm_start_lr_decay, rng=rng,
+                on_epoch=epoch_done,
+            )
         self.target_net.load_state_dict(self.q_net.state_dict())
         if self.warm_start_anchor:
             self._warm_net = copy.deepcopy(self.q_net).requires_grad_(False)

@@ -20,6 +20,7 @@ negation, and minimised; pitfall B.12.2).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,8 +100,10 @@ def fit_myopic(
     adam_eps: float,
     lr_decay: float,
     rng: np.random.Generator,
+    on_epoch: Callable[[float], None] | None = None,
 ) -> list[float]:
-    """Regress ``network([a, s])`` onto the expected rewards; returns the mean training loss of every epoch.
+    """Regress ``network([a, s])`` onto the expected rewards; returns the mean training loss of every epoch
+    (``on_epoch`` is called with each, e.g. to advance a progress bar).
 
     Each epoch visits ``floor(n / batch_size)`` minibatches of a fresh permutation (the reference drew the same
     number of minibatches with replacement).
@@ -122,6 +125,8 @@ def fit_myopic(
             optimizer.step()
             total += loss.detach()
         losses.append(float(total) / n_batches)
+        if on_epoch is not None:
+            on_epoch(losses[-1])
         for group in optimizer.param_groups:
             group["lr"] *= lr_decay
     return losses
