@@ -122,6 +122,7 @@ def test_sqirl_benchmark_end_to_end(tmp_path, monkeypatch):
 def test_speed_benchmark_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setitem(speed.ROUNDS, "quick", 2)
     monkeypatch.setitem(speed.STEPS, "quick", 800)
+    monkeypatch.setattr(speed, "OFFLINE_ENTRIES", {})  # the offline pairs: test_speed_offline_pairs
     results = run_experiment(speed.EXPERIMENT, tmp_path, quick=True, progress=False)
     assert len(results) == 4
     for result in results:
@@ -135,3 +136,28 @@ def test_speed_benchmark_end_to_end(tmp_path, monkeypatch):
     # Matched workloads: both sides make one gradient update per 4 env steps.
     for result in results:
         assert result.result["updates"] == pytest.approx(result.result["env_steps"] / 4, rel=0.2)
+
+
+def test_speed_offline_pairs(tmp_path, monkeypatch):
+    """Both sides of an offline pair are timed and paired per round; d3rlpy's side is stubbed (no venv in tests)."""
+    import cairnrl.bench.d3rlpy_peer as d3rlpy_peer
+
+    calls = []
+
+    def fake_d3rlpy(algorithm, dataset, env_id, n_steps, seed, eval_episodes, out_dir, hyperparameters, **kwargs):
+        calls.append((algorithm, n_steps, hyperparameters))
+        return {"updates_per_second": 10.0 + seed}
+
+    monkeypatch.setattr(d3rlpy_peer, "run_d3rlpy", fake_d3rlpy)
+    monkeypatch.setattr(speed, "ENTRIES", {})
+    monkeypatch.setattr(speed, "OFFLINE_ENTRIES", {"bc-vs-d3rlpy": speed.OFFLINE_ENTRIES["bc-vs-d3rlpy"]})
+    monkeypatch.setitem(speed.OFFLINE_ROUNDS, "quick", 2)
+    monkeypatch.setitem(speed.OFFLINE_UPDATES, "quick", 30)
+    monkeypatch.setattr(speed, "OFFLINE_DATA", {"episodes": 20, "seed": 0})
+    results = run_experiment(speed.EXPERIMENT, tmp_path, quick=True, progress=False)
+    assert len(results) == 4 and len(calls) == 2
+    assert all(call == ("bc", 30, {"batch_size": 256, "learning_rate": 3e-4}) for call in calls)
+    summary = speed.summarize(results, tmp_path, quick=True)
+    pair = summary.numbers["bc-vs-d3rlpy"]["updates_per_s"]
+    assert pair["rounds"] == 2 and pair["peer"] == 10.5 and pair["cairnrl"] > 0
+    assert pair["ratio_min"] <= pair["ratio_median"] <= pair["ratio_max"]

@@ -141,7 +141,7 @@ def test_run_d3rlpy_validates_before_touching_the_venv(tmp_path, monkeypatch):
     good = {"algorithm": "bc", "dataset": data, "env_id": "Hopper-v5", "n_steps": 10, "seed": 0,
             "eval_episodes": 2, "out_dir": tmp_path}
     cases = [
-        ({"algorithm": "CQL"}, ConfigError, r"algorithm must be one of \['bc', 'iql', 'cql'\]"),
+        ({"algorithm": "CQL"}, ConfigError, r"algorithm must be one of \['bc', 'iql', 'cql', 'td3bc'\]"),
         ({"dataset": {"observations": []}}, ConfigError, "dataset must be a cairnrl.data.Dataset"),
         ({"n_steps": 0}, ConfigError, "n_steps must be >= 1"),
         ({"n_steps": True}, ConfigError, "n_steps must be an integer"),
