@@ -7,6 +7,7 @@ Sub-seeds come from :class:`numpy.random.SeedSequence` so that runs with seeds 0
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -53,7 +54,7 @@ def get_rng_state() -> dict[str, np.ndarray]:
     return state
 
 
-def set_rng_state(state: dict[str, np.ndarray]) -> None:
+def set_rng_state(state: Mapping[str, np.ndarray | torch.Tensor]) -> None:
     """Restore states produced by :func:`get_rng_state`."""
     torch.set_rng_state(torch.from_numpy(np.asarray(state["torch_cpu"], dtype=np.uint8).copy()))
     misc = state["numpy_misc"]
@@ -64,7 +65,7 @@ def set_rng_state(state: dict[str, np.ndarray]) -> None:
 
 def generator_state(generator: np.random.Generator) -> dict:
     """A JSON-serialisable snapshot of a NumPy ``Generator`` (its bit generator state)."""
-    return generator.bit_generator.state
+    return dict(generator.bit_generator.state)
 
 
 def restore_generator(state: dict) -> np.random.Generator:
