@@ -216,6 +216,7 @@ def restore_training_state(model: SB3Algorithm, meta: dict[str, Any], groups: ck
         model._n_updates = counters["n_updates"]
     if "replay_buffer" in meta:
         buffer = cast(OffPolicyAlgorithm, model).replay_buffer
+        assert buffer is not None  # built by the model's _setup_model
         for field, values in groups["replay_buffer"].items():
             getattr(buffer, field)[: len(values)] = values.numpy()
         buffer.pos, buffer.full = meta["replay_buffer"]["pos"], meta["replay_buffer"]["full"]

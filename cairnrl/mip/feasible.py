@@ -80,7 +80,7 @@ class FeasibleSet:
         )
         return aux_cols
 
-    def is_feasible(self, actions: np.ndarray) -> np.ndarray:
+    def is_feasible(self, actions: np.ndarray) -> np.ndarray | np.bool_:
         """Exact membership of each row of ``actions`` (shape (n, N) or (N,)) using the combinatorial oracle."""
         if self.contains is None:
             raise ConfigError(f"{self.name} has no exact membership oracle; solve a MILP with fixed actions instead")
