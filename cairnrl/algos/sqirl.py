@@ -213,6 +213,7 @@ class SQIRL(BaseAlgorithm):
         ).to(self.device)
         self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=self.learning_rate)
         observation_shape = self.observation_space.shape
+        assert observation_shape is not None  # Discrete or Box (_check_spaces)
         observation_dtype = self.observation_space.dtype
         self.replay_buffer = TransitionBuffer(
             self.buffer_size,

@@ -57,10 +57,8 @@ def get_rng_state() -> dict[str, np.ndarray]:
 def set_rng_state(state: Mapping[str, np.ndarray | torch.Tensor]) -> None:
     """Restore states produced by :func:`get_rng_state`."""
     torch.set_rng_state(torch.from_numpy(np.asarray(state["torch_cpu"], dtype=np.uint8).copy()))
-    misc = state["numpy_misc"]
-    np.random.set_state(
-        ("MT19937", state["numpy_keys"], int(misc[0]), int(misc[1]), float(state["numpy_cached"][0]))
-    )
+    misc, keys = state["numpy_misc"], np.asarray(state["numpy_keys"], dtype=np.uint32)
+    np.random.set_state(("MT19937", keys, int(misc[0]), int(misc[1]), float(state["numpy_cached"][0])))
 
 
 def generator_state(generator: np.random.Generator) -> dict:

@@ -526,7 +526,7 @@ def _transplant(layers: list[gym.Env], snapshot: Snapshot, restore_np_random: bo
         vars(layer).clear()
         vars(layer).update(state)
         if limit is not None:
-            layer._max_episode_steps = limit
+            cast(TimeLimit, layer)._max_episode_steps = limit
     if not restore_np_random:
         base._np_random, base._np_random_seed = own_rng
 

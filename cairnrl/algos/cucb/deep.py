@@ -186,11 +186,13 @@ class ContrastiveUCBDQN(BaseAlgorithm):
         self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=self.learning_rate)
         k = self.q_net.feature_dim
         self.covariance = self.ridge * torch.eye(k, dtype=torch.float64, device=self.device).repeat(n_actions, 1, 1)
+        observation_shape = self.observation_space.shape
+        assert observation_shape is not None  # Discrete or Box (_check_spaces)
         self.replay_buffer = TransitionBuffer(
             self.buffer_size,
             {
-                "obs": (self.observation_space.shape, self.observation_space.dtype),
-                "next_obs": (self.observation_space.shape, self.observation_space.dtype),
+                "obs": (observation_shape, self.observation_space.dtype),
+                "next_obs": (observation_shape, self.observation_space.dtype),
                 "action": ((), np.int64),
                 "reward": ((), np.float32),
                 "terminated": ((), np.float32),
