@@ -14,10 +14,13 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from cairnrl import __version__
 from cairnrl.exceptions import CairnError, ConfigError
+
+if TYPE_CHECKING:
+    from cairnrl.core.base import BaseAlgorithm
 
 MODEL_DIR = "model"
 #: Every algorithm ``train`` accepts (``cairnrl list algorithms`` prints them from the registry; a test keeps the
@@ -145,9 +148,9 @@ def _train(args: argparse.Namespace) -> int:
     if is_sb3(algorithm):
         run_dir = _learn_sb3(model, args, hyperparameters)
     else:
-        name = args.name or model.algorithm_name
+        name = args.name or cast("BaseAlgorithm", model).algorithm_name
         model.learn(args.timesteps, progress_bar=not args.no_progress, tb_log_name=name)
-        run_dir = Path(model.logger.get_dir())
+        run_dir = Path(cast(str, model.logger.get_dir()))  # set: tensorboard_log is --logdir
         model.save(run_dir / MODEL_DIR)
     record = read_run_record(run_dir)
     print(f"run folder: {run_dir}")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import gymnasium as gym
 from stable_baselines3.common.base_class import BaseAlgorithm as SB3Algorithm
@@ -17,7 +18,7 @@ Algorithm = type[BaseAlgorithm] | type[SB3Algorithm]
 def _cairnrl_algorithms() -> dict[str, type[BaseAlgorithm]]:
     from cairnrl.algos import ALGORITHMS
 
-    return ALGORITHMS
+    return cast(dict[str, type[BaseAlgorithm]], ALGORITHMS)  # mypy infers the join of the classes: ABCMeta
 
 
 def algorithm_names() -> list[str]:
@@ -58,7 +59,7 @@ def is_sb3(algorithm: Algorithm) -> bool:
 
 def make_model(
     algorithm: str | Algorithm,
-    env: str | gym.Env,
+    env: str | gym.Env | None,
     *,
     seed: int,
     hyperparameters: dict[str, Any] | None = None,
@@ -75,13 +76,14 @@ def make_model(
     from cairnrl.envs import make
 
     cls = get_algorithm(algorithm)
+    build: Callable[..., BaseAlgorithm | SB3Algorithm] = cls  # concrete classes take (policy, env or dataset, ...)
     parameters = dict(hyperparameters or {})
     policy = parameters.pop("policy", "MlpPolicy")
     if is_offline(cls):
         if dataset is None:
             raise ConfigError(f"{cls.__name__} learns offline from a dataset: pass one (--dataset DIR_OR_FILE)")
         try:
-            return cls(policy, dataset, env=env, seed=seed, tensorboard_log=tensorboard_log, verbose=verbose,
+            return build(policy, dataset, env=env, seed=seed, tensorboard_log=tensorboard_log, verbose=verbose,
                        **parameters)
         except TypeError as error:
             raise ConfigError(f"invalid hyperparameters for {cls.__name__}: {error}") from error
@@ -90,7 +92,7 @@ def make_model(
     if is_sb3(cls):
         environment = make(env) if isinstance(env, str) else env
         try:
-            return cls(policy, environment, seed=seed, tensorboard_log=tensorboard_log, verbose=verbose, **parameters)
+            return build(policy, environment, seed=seed, tensorboard_log=tensorboard_log, verbose=verbose, **parameters)
         except AssertionError as error:
             # SB3 checks spaces and hyperparameters with asserts.
             if "action spaces" in str(error) or "observation space" in str(error):
@@ -101,6 +103,6 @@ def make_model(
             # e.g. torch's ValueError for a negative learning rate, raised when SB3 builds the optimiser.
             raise ConfigError(f"invalid hyperparameters for {cls.__name__}: {error}") from error
     try:
-        return cls(policy, env, seed=seed, tensorboard_log=tensorboard_log, verbose=verbose, **parameters)
+        return build(policy, env, seed=seed, tensorboard_log=tensorboard_log, verbose=verbose, **parameters)
     except TypeError as error:
         raise ConfigError(f"invalid hyperparameters for {cls.__name__}: {error}") from error

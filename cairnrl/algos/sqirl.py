@@ -119,6 +119,8 @@ class SQIRL(BaseAlgorithm):
     """
 
     algorithm_name = "SQIRL"
+    action_space: gym.spaces.Discrete
+    env: DummyVecEnv | None
     _saved_attributes = ("horizon", "_episodes_started", "_idle_stages")
     # k and m are the knobs the authors tuned (spec A4); the optimiser settings matter on small budgets.
     default_search_space: ClassVar[dict[str, dict[str, Any]]] = {
@@ -213,6 +215,7 @@ class SQIRL(BaseAlgorithm):
         ).to(self.device)
         self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=self.learning_rate)
         observation_shape = self.observation_space.shape
+        assert observation_shape is not None  # Discrete or Box (_check_spaces)
         observation_dtype = self.observation_space.dtype
         self.replay_buffer = TransitionBuffer(
             self.buffer_size,
@@ -294,6 +297,8 @@ class SQIRL(BaseAlgorithm):
     # ------------------------------------------------------------------ collection (spec A3 "stage loop")
     def _collect_batch(self, n_episodes: int, callback: BaseCallback) -> tuple[list[dict[str, list]], bool]:
         """Run ``n_episodes`` episodes in lock-step; returns their transitions and whether to continue."""
+        assert self.env is not None and self.horizon is not None  # learn() checks the env; attaching it sets T
+        horizon = self.horizon
         envs = self.env.envs[:n_episodes]
         seeds = spawn_seeds(self.seed, n_episodes, key=(_EPISODE_SEED_KEY, self._episodes_started))
         self._episodes_started += n_episodes
@@ -302,7 +307,7 @@ class SQIRL(BaseAlgorithm):
             {"obs": [], "action": [], "reward": [], "next_obs": [], "done": []} for _ in envs
         ]
         alive = list(range(len(envs)))
-        for timestep in range(self.horizon):
+        for timestep in range(horizon):
             batch = np.stack([observations[i] for i in alive])
             if timestep < self.stage:
                 actions = self._greedy(batch, timestep)
@@ -313,7 +318,7 @@ class SQIRL(BaseAlgorithm):
                 next_observation, reward, terminated, truncated, _ = envs[i].step(int(action))
                 if not math.isfinite(reward):
                     raise EnvError(f"env {self.env_id!r} returned a non-finite reward {reward!r} at t={timestep}")
-                done = terminated or truncated or timestep == self.horizon - 1
+                done = terminated or truncated or timestep == horizon - 1
                 episode = episodes[i]
                 episode["obs"].append(observations[i])
                 episode["action"].append(int(action))
@@ -406,6 +411,7 @@ class SQIRL(BaseAlgorithm):
         self.stop_reason = reason
 
     def _learn_stages(self, callback: BaseCallback, log_interval: int) -> None:
+        assert self.env is not None  # learn() checks it
         n_envs = self.env.num_envs
         while self.num_timesteps < self._total_timesteps and not self.training_complete:
             callback.on_rollout_start()

@@ -172,7 +172,7 @@ def export_d4rl_npz(dataset: Dataset, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **{key: np.ascontiguousarray(arrays[key]) for key in D4RL_KEYS})
+    np.savez(tmp, **{key: np.ascontiguousarray(arrays[key]) for key in D4RL_KEYS})  # type: ignore[arg-type]
     tmp.replace(path)
     return path
 

@@ -17,6 +17,7 @@ module and exchange JSON lines with this process, so nothing is pickled.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -51,11 +52,12 @@ def experiment_reference(experiment: Experiment) -> tuple[str, str, str]:
             if value is experiment:
                 spec = getattr(module, "__spec__", None)
                 name = spec.name if spec is not None else module.__name__
-                if name == "__main__" or getattr(module, "__file__", None) is None:
+                file = getattr(module, "__file__", None)
+                if name == "__main__" or file is None:
                     continue
                 depth = len(name.split("."))
-                root = Path(module.__file__).resolve().parents[depth - 1]
-                if Path(module.__file__).name == "__init__.py":
+                root = Path(file).resolve().parents[depth - 1]
+                if Path(file).name == "__init__.py":
                     root = root.parent
                 return name, str(root), attribute
     raise ConfigError(f"experiment {experiment.name!r} is not a module-level name of an importable module; "
@@ -196,8 +198,7 @@ def _run_serial(experiment: Experiment, pending: list[RunSpec], runs_dir: Path, 
     failures: dict[str, str] = {}
     for spec in pending:
         try:
-            execute_run(experiment, spec, runs_dir, quick, lambda steps, run_id=spec.run_id: bar.update(run_id, steps),
-                        command)
+            execute_run(experiment, spec, runs_dir, quick, functools.partial(bar.update, spec.run_id), command)
         except Exception:  # one failing run must not lose the others; all failures are reported at the end
             failures[spec.run_id] = traceback.format_exc()
             shutil.rmtree(runs_dir / f"{spec.run_id}{PARTIAL}", ignore_errors=True)
@@ -216,11 +217,11 @@ class _Worker:
         # Each of the N workers gets one core's worth of threads (torch reads these at import).
         env.setdefault("OMP_NUM_THREADS", "1")
         env.setdefault("MKL_NUM_THREADS", "1")
-        command = [sys.executable, "-m", "cairnrl.bench.worker", module, root, attribute, str(runs_dir),
-                   "quick" if quick else "full", command]
+        argv = [sys.executable, "-m", "cairnrl.bench.worker", module, root, attribute, str(runs_dir),
+                "quick" if quick else "full", command]
         self.index = index
         self.current: str | None = None
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                                         bufsize=1)
         self._thread = threading.Thread(target=self._forward, args=(messages,), daemon=True)
         self._thread.start()

@@ -33,7 +33,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import gymnasium as gym
 import numpy as np
@@ -71,6 +71,8 @@ class ProgressBar(BaseCallback):
     stalled bar nor skews the rate and ETA. When training ends early for a stated reason (``model.stop_reason``),
     the bar says so and closes as complete.
     """
+
+    model: BaseAlgorithm  # type: ignore[assignment]  # SB3 annotates its own BaseAlgorithm
 
     def _on_training_start(self) -> None:
         self._start = self.model.num_timesteps
@@ -131,7 +133,9 @@ class BaseAlgorithm(ABC):
         verbose: int = 0,
         final_eval_episodes: int = 10,
     ) -> None:
-        self.seed = check_seed(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2**31 - 1))
+        self.seed = (
+            check_seed(seed) if seed is not None else int(cast(int, np.random.SeedSequence().entropy) % (2**31 - 1))
+        )
         self.verbose = check_int("verbose", verbose, minimum=0)
         self.final_eval_episodes = check_int("final_eval_episodes", final_eval_episodes, minimum=0)
         self.tensorboard_log = None if tensorboard_log is None else str(tensorboard_log)
@@ -226,7 +230,7 @@ class BaseAlgorithm(ABC):
             self.action_space = vec_env.action_space
         # SB3's VecEnv.seed(s) gives sub-env i the seed s + i, so runs with seeds 0 and 1 would share streams;
         # the next vec_env.reset() uses these SeedSequence children instead.
-        vec_env._seeds = spawn_seeds(self.seed, vec_env.num_envs, key=1)
+        vec_env._seeds = list[int | None](spawn_seeds(self.seed, vec_env.num_envs, key=1))
         self.action_space.seed(spawn_seeds(self.seed, 1, key=2)[0])
         self.env = vec_env
 
@@ -427,7 +431,7 @@ class BaseAlgorithm(ABC):
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint (directory, or zip if ``path`` ends in ``.zip``) that resumes training exactly."""
         state, groups = self._get_state()
-        groups = {**groups, "rng": get_rng_state()}
+        groups = {**groups, "rng": get_rng_state()}  # type: ignore[dict-item]  # checkpoints take arrays too
         config = {
             "algorithm": self.algorithm_name,
             "cairnrl_version": cairnrl.__version__,
@@ -465,7 +469,8 @@ class BaseAlgorithm(ABC):
         if unknown:
             raise ConfigError(f"load() takes run arguments only; hyperparameters come from the checkpoint: {unknown}")
         try:
-            model = cls(env=None, seed=config["seed"], device=device, **config["hyperparameters"], **kwargs)
+            # every subclass takes env
+            model = cls(env=None, seed=config["seed"], device=device, **config["hyperparameters"], **kwargs)  # type: ignore[call-arg]
             model.observation_space = space_from_json(config["observation_space"])
             model.action_space = space_from_json(config["action_space"])
             model.env_id = config.get("env_id")

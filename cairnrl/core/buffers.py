@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
+from numpy.typing import DTypeLike
 
 from cairnrl.exceptions import CheckpointError, ConfigError
 
@@ -18,7 +21,7 @@ class TransitionBuffer:
     :param fields: ``name -> (shape, dtype)`` of one transition's entry.
     """
 
-    def __init__(self, capacity: int, fields: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+    def __init__(self, capacity: int, fields: Mapping[str, tuple[tuple[int, ...], DTypeLike | None]]) -> None:
         if capacity < 1:
             raise ConfigError(f"buffer capacity must be >= 1, got {capacity}")
         self.capacity = capacity

@@ -63,7 +63,7 @@ def evaluate(
         raise ConfigError(f"n_episodes must be a positive integer, got {n_episodes!r}")
     seed = check_seed(seed)
     owns_env = isinstance(env, str)
-    if owns_env:
+    if isinstance(env, str):
         from cairnrl.envs import make
 
         env = make(env)
@@ -80,7 +80,7 @@ def evaluate(
             done = False
             while not done:
                 observation, reward, terminated, truncated, _ = env.step(actor.act(observation))
-                if not np.isfinite(reward):
+                if not np.isfinite(float(reward)):
                     raise EnvError(f"env returned a non-finite reward {reward!r} in evaluation episode {episode}")
                 returns[episode] += float(reward)
                 lengths[episode] += 1

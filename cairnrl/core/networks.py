@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import gymnasium as gym
 import numpy as np
@@ -49,6 +50,7 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, space: gym.spaces.Box, features_dim: int = 512) -> None:
         super().__init__()
+        self.features_dim = features_dim
         self.channels_first = is_image_space_channels_first(space)
         channels, height, width = space.shape if self.channels_first else np.roll(space.shape, 1)
         self.scale = 255.0 if space.dtype == np.uint8 else 1.0
@@ -75,8 +77,8 @@ def make_encoder(space: gym.Space, policy: str) -> tuple[nn.Module, int]:
     if policy == "CnnPolicy":
         if not is_image_space(space, check_channels=False):
             raise EnvError(f"CnnPolicy needs image observations (uint8 Box of 3 dims), got {space}")
-        encoder = ImageEncoder(space)
-        return encoder, encoder.linear[0].out_features
+        encoder = ImageEncoder(cast(gym.spaces.Box, space))  # is_image_space checked it is a Box
+        return encoder, encoder.features_dim
     if isinstance(space, gym.spaces.Discrete):
         return OneHot(int(space.n), int(space.start)), int(space.n)
     if not isinstance(space, gym.spaces.Box):
@@ -90,6 +92,8 @@ class VmapEnsemble(nn.Module):
     Output has a leading ensemble axis: ``[n, batch, ...]``. Parameters are stored stacked, so one optimizer
     step updates every member and one forward runs them all.
     """
+
+    _skeleton: nn.Module
 
     def __init__(self, members: list[nn.Module]) -> None:
         super().__init__()

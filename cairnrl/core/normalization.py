@@ -13,6 +13,8 @@ class Standardizer(nn.Module):
 
     def __init__(self, dim: int, eps: float = 1e-3) -> None:
         super().__init__()
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
         self.eps = eps
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.full((dim,), 1.0 - eps))

@@ -15,13 +15,14 @@ import inspect
 from collections.abc import Mapping
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import stable_baselines3 as sb3
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm as SB3Algorithm
 from stable_baselines3.common.buffers import DictReplayBuffer, DictRolloutBuffer, ReplayBuffer, RolloutBuffer
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import TrainFreq
 from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule
 
@@ -175,7 +176,7 @@ def training_state(model: SB3Algorithm) -> tuple[dict[str, Any], ckpt.TensorGrou
                      "episode_num": int(model._episode_num)},
         "optimizers": {},
     }
-    groups: ckpt.TensorGroups = {"rng": get_rng_state()}
+    groups: dict[str, dict[str, Any]] = {"rng": get_rng_state()}  # tensors or arrays
     state_dict_names, variable_names = model._get_torch_save_params()
     for name in state_dict_names:
         owner = attrgetter(name)(model)
@@ -190,6 +191,8 @@ def training_state(model: SB3Algorithm) -> tuple[dict[str, Any], ckpt.TensorGrou
         meta["replay_buffer"] = {"pos": int(buffer.pos), "full": bool(buffer.full)}
     normalizer = model.get_vec_normalize_env()
     if normalizer is not None:
+        if isinstance(normalizer.obs_rms, dict):
+            raise CheckpointError("saving VecNormalize statistics of Dict observations is not supported")
         groups["vec_normalize"] = {
             "obs_mean": normalizer.obs_rms.mean, "obs_var": normalizer.obs_rms.var,
             "ret_mean": normalizer.ret_rms.mean, "ret_var": normalizer.ret_rms.var,
@@ -212,7 +215,8 @@ def restore_training_state(model: SB3Algorithm, meta: dict[str, Any], groups: ck
     if hasattr(model, "_n_updates"):
         model._n_updates = counters["n_updates"]
     if "replay_buffer" in meta:
-        buffer = model.replay_buffer
+        buffer = cast(OffPolicyAlgorithm, model).replay_buffer
+        assert buffer is not None  # built by the model's _setup_model
         for field, values in groups["replay_buffer"].items():
             getattr(buffer, field)[: len(values)] = values.numpy()
         buffer.pos, buffer.full = meta["replay_buffer"]["pos"], meta["replay_buffer"]["full"]
@@ -220,6 +224,8 @@ def restore_training_state(model: SB3Algorithm, meta: dict[str, Any], groups: ck
         normalizer = model.get_vec_normalize_env()
         if normalizer is None:
             raise CheckpointError("the checkpoint holds VecNormalize statistics: pass an env wrapped in VecNormalize")
+        if isinstance(normalizer.obs_rms, dict):
+            raise CheckpointError("VecNormalize statistics of Dict observations are not supported")
         stats, settings = groups["vec_normalize"], meta["vec_normalize"]
         normalizer.obs_rms.mean, normalizer.obs_rms.var = stats["obs_mean"].numpy(), stats["obs_var"].numpy()
         normalizer.ret_rms.mean, normalizer.ret_rms.var = stats["ret_mean"].numpy(), stats["ret_var"].numpy()

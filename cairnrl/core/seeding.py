@@ -7,6 +7,7 @@ Sub-seeds come from :class:`numpy.random.SeedSequence` so that runs with seeds 0
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -53,18 +54,16 @@ def get_rng_state() -> dict[str, np.ndarray]:
     return state
 
 
-def set_rng_state(state: dict[str, np.ndarray]) -> None:
+def set_rng_state(state: Mapping[str, np.ndarray | torch.Tensor]) -> None:
     """Restore states produced by :func:`get_rng_state`."""
     torch.set_rng_state(torch.from_numpy(np.asarray(state["torch_cpu"], dtype=np.uint8).copy()))
-    misc = state["numpy_misc"]
-    np.random.set_state(
-        ("MT19937", state["numpy_keys"], int(misc[0]), int(misc[1]), float(state["numpy_cached"][0]))
-    )
+    misc, keys = state["numpy_misc"], np.asarray(state["numpy_keys"], dtype=np.uint32)
+    np.random.set_state(("MT19937", keys, int(misc[0]), int(misc[1]), float(state["numpy_cached"][0])))
 
 
 def generator_state(generator: np.random.Generator) -> dict:
     """A JSON-serialisable snapshot of a NumPy ``Generator`` (its bit generator state)."""
-    return generator.bit_generator.state
+    return dict(generator.bit_generator.state)
 
 
 def restore_generator(state: dict) -> np.random.Generator:

@@ -68,7 +68,7 @@ def collect(
     if max_episode_steps is not None and (not isinstance(max_episode_steps, int) or max_episode_steps < 1):
         raise ConfigError(f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}")
     owns_env = isinstance(env, str)
-    if owns_env:
+    if isinstance(env, str):
         env = make(env)
     if not isinstance(env, gym.Env):
         raise EnvError(f"collect needs a gymnasium.Env or an env id, got {type(env).__name__}")
@@ -126,11 +126,12 @@ def _rollout(
     whether the step budget ``limit`` (not the env) ended it."""
     observation, _ = env.reset(seed=episode_seed)
     actor.reset()
-    observations, actions, rewards, terminations, truncations = [np.asarray(observation)], [], [], [], []
+    observations, rewards, terminations, truncations = [np.asarray(observation)], [], [], []
+    actions: list[np.ndarray] = []
     while True:
         action = actor.act(observation)
         observation, reward, terminated, truncated, _ = env.step(action)
-        if not np.isfinite(reward):
+        if not np.isfinite(float(reward)):
             raise EnvError(f"env returned a non-finite reward {reward!r} in episode {index}, step {len(actions)}")
         observations.append(np.asarray(observation))
         actions.append(np.asarray(action))

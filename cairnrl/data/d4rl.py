@@ -255,7 +255,7 @@ def write_npz(dataset: Dataset, path: Path) -> None:
     arrays[_SPACE_KEYS["observation_space"]] = np.array(space_to_minari(dataset.observation_space))
     arrays[_SPACE_KEYS["action_space"]] = np.array(space_to_minari(dataset.action_space))
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy stubs: ** may hit a bool keyword
     tmp.replace(path)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -158,26 +158,27 @@ def make_dataset(
         )
     if teacher is not None and teacher.env_id != recipe.env_id:
         raise ConfigError(f"teacher was trained on {teacher.env_id}, recipe {name!r} needs {recipe.env_id}")
+    trained = cast(Teacher, teacher)  # present whenever a part below uses it (recipe.needs_teacher)
 
-    def rollouts(policy: Any, part_seed: int, **budget_kwargs: int) -> Dataset:
+    def rollouts(policy: Any, part_seed: int, n_steps: int | None = None, n_episodes: int | None = None) -> Dataset:
         return collect(
             recipe.env_id, policy, seed=part_seed, deterministic=deterministic, progress_bar=progress_bar,
-            **budget_kwargs,
+            n_steps=n_steps, n_episodes=n_episodes,
         )
 
     parts: dict[str, Dataset] = {}
     if recipe.kind == "random":
         parts["random"] = rollouts("random", random_seed, n_steps=n_steps)
     if recipe.kind in ("medium", "medium-expert"):
-        parts["medium"] = rollouts(teacher.medium, medium_seed, n_steps=n_steps)
+        parts["medium"] = rollouts(trained.medium, medium_seed, n_steps=n_steps)
     if recipe.demos is not None:
-        parts[f"expert{recipe.demos}"] = rollouts(teacher.expert, expert_seed, n_steps=DEMO_STEPS * recipe.demos)
+        parts[f"expert{recipe.demos}"] = rollouts(trained.expert, expert_seed, n_steps=DEMO_STEPS * recipe.demos)
     elif recipe.kind in ("expert", "medium-expert"):
-        parts["expert"] = rollouts(teacher.expert, expert_seed, n_steps=n_steps)
+        parts["expert"] = rollouts(trained.expert, expert_seed, n_steps=n_steps)
     if recipe.kind == "medium-replay":
-        parts["medium-replay"] = teacher.replay
+        parts["medium-replay"] = trained.replay
     if recipe.n_expert is not None:
-        parts[f"expert{recipe.n_expert}"] = rollouts(teacher.expert, expert_seed, n_episodes=recipe.n_expert)
+        parts[f"expert{recipe.n_expert}"] = rollouts(trained.expert, expert_seed, n_episodes=recipe.n_expert)
     dataset = next(iter(parts.values())) if len(parts) == 1 else concatenate(list(parts.values()), names=list(parts))
     low, high = reference_scores(recipe.env)
     dataset.metadata = {

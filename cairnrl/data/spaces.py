@@ -96,4 +96,6 @@ def space_shape(space: gym.Space) -> tuple[int, ...]:
         return ()
     if isinstance(space, gym.spaces.MultiBinary):
         return tuple(np.atleast_1d(np.asarray(space.n)).tolist())
+    if space.shape is None:
+        raise DatasetError(f"space {space} has no fixed array shape")
     return tuple(space.shape)

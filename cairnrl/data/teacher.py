@@ -20,8 +20,9 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3 import SAC
@@ -115,7 +116,7 @@ class Teacher:
         )
 
 
-def _tensors(policy: SACPolicy) -> dict[str, torch.Tensor]:
+def _tensors(policy: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach().cpu().clone() for key, value in policy.state_dict().items()}
 
 
@@ -139,7 +140,7 @@ def _build_policy(config: dict[str, Any], tensors: dict[str, torch.Tensor], path
         kwargs["activation_fn"] = _ACTIVATIONS[kwargs["activation_fn"]]
         policy = SACPolicy(
             space_from_json(config["observation_space"]),
-            space_from_json(config["action_space"]),
+            cast(gym.spaces.Box, space_from_json(config["action_space"])),  # SAC teachers act in Box spaces
             lr_schedule=lambda _: 0.0,
             **kwargs,
         )
@@ -182,6 +183,7 @@ class _Snapshots(BaseCallback):
 def _replay_dataset(model: SAC, steps: int, env_id: str) -> Dataset:
     """The first ``steps`` transitions of the (single-env) replay buffer, as whole episodes."""
     buffer = model.replay_buffer
+    assert buffer is not None  # SAC builds its buffer in __init__
     dones = buffer.dones[:steps, 0] > 0
     timeouts = buffer.timeouts[:steps, 0] > 0
     replay = from_d4rl_arrays(

@@ -43,7 +43,7 @@ class CombinationLock(gym.Env):
     :param instance_seed: draws the secret correct actions.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}  # type: ignore[misc]  # gymnasium: instance var
 
     def __init__(
         self,

@@ -62,16 +62,16 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
     if name not in gym.registry:
         raise EnvError(_unknown_id_message(name))
     env = _make_or_raise(name, kwargs)
-    inner = env.unwrapped
+    horizon = getattr(env.unwrapped, "horizon", None)
     if (
         "max_episode_steps" not in kwargs
         and name.startswith("cairnrl/")
-        and isinstance(getattr(inner, "horizon", None), int)
+        and isinstance(horizon, int)
         and env.spec is not None
-        and env.spec.max_episode_steps != inner.horizon
+        and env.spec.max_episode_steps != horizon
     ):
         env.close()
-        env = _make_or_raise(name, {**kwargs, "max_episode_steps": inner.horizon})
+        env = _make_or_raise(name, {**kwargs, "max_episode_steps": horizon})
     return env
 
 

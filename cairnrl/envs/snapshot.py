@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import mujoco
@@ -206,7 +206,7 @@ def _check_capturable(layer: gym.Env, env_id: str) -> None:
         )
 
 
-def _restore_layer(layer: gym.Env, entry: dict, returned: tuple[Any, dict]) -> None:
+def _restore_layer(layer: Any, entry: dict, returned: tuple[Any, dict]) -> None:  # Any: sets wrappers' internals
     """Put one wrapper layer into the captured state; a restore counts as a reset for every layer.
 
     ``returned`` is the (observation, info) pair the restore hands back, i.e. what a reset would have returned.
@@ -350,12 +350,13 @@ def _current_observation(layers: list[gym.Env], env_id: str) -> Any:
     for layer in layers[:-1]:
         if type(layer) is OrderEnforcing and not layer.has_reset:
             raise EnvError(f"{env_id}: the env has not been reset; reset it before taking a snapshot")
-    if not callable(getattr(base, "_get_obs", None)):
+    get_obs = getattr(base, "_get_obs", None)
+    if not callable(get_obs):
         raise EnvError(
             f"{env_id}: {type(base).__name__} cannot recompute its observation (no _get_obs); pass the observation "
             "the env last returned, or wrap the env in RecordLastStep"
         )
-    observation = base._get_obs()
+    observation = get_obs()
     for layer in reversed(layers[:-1]):
         if isinstance(layer, gym.ObservationWrapper):
             observation = layer.observation(observation)
@@ -479,7 +480,9 @@ def restore_snapshot(env: gym.Env, snapshot: Snapshot, *, restore_np_random: boo
     layers = _stack(env)
     observation, info = copy.deepcopy(snapshot.observation), copy.deepcopy(snapshot.info)
     if snapshot.kind == "mujoco":
-        model, data = _mujoco_parts(env)
+        parts = _mujoco_parts(env)
+        assert parts is not None and snapshot.derived is not None  # check_compatible: a MuJoCo env and snapshot
+        model, data = parts
         _check_mujoco_supported(model, _env_id(env))
         mujoco.mj_setState(model, data, np.ascontiguousarray(snapshot.physics, dtype=np.float64), _INTEGRATION_STATE)
         # mj_forward makes the outputs not captured (contacts, constraint rows, ...) consistent with the state;
@@ -511,18 +514,19 @@ def _transplant(layers: list[gym.Env], snapshot: Snapshot, restore_np_random: bo
     """Copy-snapshot restore: each layer of ``env`` takes over the attributes of a fresh copy of the matching
     snapshot layer, keeping its own identity and its link to the next layer (so outside references stay valid).
     Attributes that point elsewhere into the stack are copies, consistent among themselves."""
+    assert snapshot.env_copy is not None  # a copy snapshot (not "mujoco") holds its env copy
     fresh = _stack(copy.deepcopy(snapshot.env_copy))
     base = layers[-1]
     own_rng = (getattr(base, "_np_random", None), getattr(base, "_np_random_seed", None))
     for index, (layer, source) in enumerate(zip(layers, fresh, strict=True)):
-        limit = layer._max_episode_steps if type(layer) is TimeLimit else None
+        limit = cast(TimeLimit, layer)._max_episode_steps if type(layer) is TimeLimit else None
         state = dict(vars(source))
         if isinstance(layer, gym.Wrapper):
             state["env"] = layers[index + 1]
         vars(layer).clear()
         vars(layer).update(state)
         if limit is not None:
-            layer._max_episode_steps = limit
+            cast(TimeLimit, layer)._max_episode_steps = limit
     if not restore_np_random:
         base._np_random, base._np_random_seed = own_rng
 
@@ -609,17 +613,20 @@ def save_snapshots(path: str | Path, snapshots: Sequence[Snapshot]) -> Path:
                 f"snapshots[{index}] is a {snapshot.kind!r} snapshot (an env copy in memory); only MuJoCo array "
                 "snapshots can be saved"
             )
+    # MuJoCo snapshots (checked above) hold both arrays.
+    physics = [cast(np.ndarray, snapshot.physics) for snapshot in snapshots]
+    derived = [cast(np.ndarray, snapshot.derived) for snapshot in snapshots]
     observations = [np.asarray(snapshot.observation) for snapshot in snapshots]
     first = observations[0]
     if first.dtype.kind not in "biuf":
         raise EnvError(f"snapshot observations must be numeric arrays to be saved, got dtype {first.dtype}")
-    for index, (observation, snapshot) in enumerate(zip(observations, snapshots, strict=True)):
+    for index, observation in enumerate(observations):
         if observation.shape != first.shape or observation.dtype != first.dtype:
             raise EnvError(
                 f"snapshots[{index}] observation {observation.shape}/{observation.dtype} differs from "
                 f"snapshots[0] {first.shape}/{first.dtype}; save snapshots of one env per file"
             )
-        if snapshot.physics.shape != snapshots[0].physics.shape or snapshot.derived.shape != snapshots[0].derived.shape:
+        if physics[index].shape != physics[0].shape or derived[index].shape != derived[0].shape:
             raise EnvError(f"snapshots[{index}] physics state size differs from snapshots[0]; one env per file")
     values = []
     for index, snapshot in enumerate(snapshots):
@@ -637,8 +644,8 @@ def save_snapshots(path: str | Path, snapshots: Sequence[Snapshot]) -> Path:
     }
     groups = {
         "snapshots": {
-            "physics": torch.from_numpy(np.stack([s.physics for s in snapshots])),
-            "derived": torch.from_numpy(np.stack([s.derived for s in snapshots])),
+            "physics": torch.from_numpy(np.stack(physics)),
+            "derived": torch.from_numpy(np.stack(derived)),
             "observation": torch.from_numpy(np.ascontiguousarray(np.stack(observations))),
         }
     }
@@ -664,7 +671,7 @@ def load_snapshots(path: str | Path) -> list[Snapshot]:
     physics = arrays["physics"].numpy()
     derived = arrays["derived"].numpy()
     observations = arrays["observation"].numpy()
-    lists = {key: config.get(key) for key in ("observation_is_array", "metadata", "infos", "values")}
+    lists: dict[str, Any] = {key: config.get(key) for key in ("observation_is_array", "metadata", "infos", "values")}
     if (
         not isinstance(count, int)
         or physics.shape[0] != count

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -122,7 +122,7 @@ def _status_values(snapshots: Sequence[Snapshot], values: Sequence[float] | np.n
                 f"snapshots {missing[:5]}{'...' if len(missing) > 5 else ''} carry no teacher value; pass values= "
                 "or collect the snapshots with collect_snapshots"
             )
-        values = [snapshot.value for snapshot in snapshots]
+        values = [cast(float, snapshot.value) for snapshot in snapshots]  # none missing (checked above)
     array = np.asarray(values, dtype=np.float64)
     if array.shape != (len(snapshots),):
         raise ConfigError(f"values must be 1-D with one entry per snapshot ({len(snapshots)}), got shape {array.shape}")
@@ -192,7 +192,7 @@ class SnapshotEnv(gym.Wrapper):
         self.status_classification = status_classification
         self.values = None if values is None and not status_classification else _status_values(snapshots, values)
         if status_classification:
-            self.labels, self.centers = kmeans_1d(self.values, n_clusters)
+            self.labels, self.centers = kmeans_1d(cast(np.ndarray, self.values), n_clusters)
         else:
             self.labels, self.centers = np.zeros(len(self.snapshots), dtype=np.int64), np.zeros(1)
         self.clusters = [np.flatnonzero(self.labels == c) for c in range(self.centers.size)]
@@ -246,7 +246,8 @@ class SnapshotEnv(gym.Wrapper):
         index, cluster = self.sample_index()
         observation, info = restore_snapshot(self.env, self.snapshots[index], restore_np_random=False)
         if self.truncate_step is not None:
-            set_time_limit(self.env, [elapsed + self.truncate_step for elapsed, _ in time_limits(self.env)])
+            # A restored TimeLimit continues from the snapshot's (set) elapsed count.
+            set_time_limit(self.env, [cast(int, elapsed) + self.truncate_step for elapsed, _ in time_limits(self.env)])
         self._from_snapshot = True
         info["snapshot_index"] = index
         info["snapshot_cluster"] = cluster
@@ -295,9 +296,10 @@ def _sb3_actor(teacher: Any, obs_transform: Callable | None) -> Callable[[Any, b
     policy = teacher.policy
     policy.set_training_mode(False)
     action_space = policy.action_space
-    if obs_transform is None and teacher.get_vec_normalize_env() is not None:
+    normalizer = teacher.get_vec_normalize_env()
+    if obs_transform is None and normalizer is not None:
         # §B2: a PPO teacher sees observations normalised with its own running statistics.
-        obs_transform = teacher.get_vec_normalize_env().normalize_obs
+        obs_transform = normalizer.normalize_obs
 
     def to_env_action(scaled: torch.Tensor) -> np.ndarray:
         action = scaled.cpu().numpy().reshape(action_space.shape)
@@ -319,7 +321,7 @@ def _sb3_actor(teacher: Any, obs_transform: Callable | None) -> Callable[[Any, b
                 # i.e. in [-1, 1]) action, as the critics are trained on scaled actions.
                 actions = teacher.actor(obs_tensor)
                 if want_value:
-                    value = teacher.critic.q1_forward(obs_tensor, actions)
+                    value = teacher.critic.q1_forward(obs_tensor, actions)  # type: ignore[arg-type]  # dicts too
         return to_env_action(actions), None if value is None else value.reshape(-1)[0].item()
 
     return act

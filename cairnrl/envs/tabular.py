@@ -12,7 +12,7 @@ The registered tasks (:func:`make_corridor`, :func:`make_trap_chain`) are built 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, SupportsFloat
+from typing import Any, ClassVar, SupportsFloat, cast
 
 import gymnasium as gym
 import numpy as np
@@ -103,7 +103,7 @@ class TabularMDP(gym.Env):
     """
 
     # render_fps only keeps Gymnasium's checker quiet: "ansi" frames are text.
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4}  # type: ignore[misc]  # gymnasium: instance var
 
     def __init__(
         self,
@@ -441,9 +441,11 @@ class TabularMDP(gym.Env):
             raise EnvError("TabularMDP.step() called before reset()")
         if self._done:
             raise EnvError("TabularMDP.step() called after the episode ended; call reset() first")
-        chosen = discrete_action(action, self.action_space)
+        chosen = discrete_action(action, cast(spaces.Discrete, self.action_space))
         sticky = (
-            self._last_action is not None and self._sticky_p > 0.0 and bool(self._sticky_rng.random() < self._sticky_p)
+            self._last_action is not None
+            and self._sticky_p > 0.0
+            and bool(cast(np.random.Generator, self._sticky_rng).random() < self._sticky_p)  # set by reset()
         )
         executed = self._last_action if sticky else chosen
         slot = int(np.searchsorted(self._cumulative[self._state, executed], self.np_random.random(), side="right"))

@@ -9,7 +9,7 @@ instead of the chosen one, never on the first step of an episode, with a random 
 from __future__ import annotations
 
 import math
-from typing import Any, SupportsFloat
+from typing import Any, SupportsFloat, cast
 
 import gymnasium as gym
 import numpy as np
@@ -99,7 +99,7 @@ class StickyActions(gym.Wrapper):
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         if self._rng is None:
             raise EnvError("StickyActions.step() called before reset()")
-        chosen = discrete_action(action, self.action_space)
+        chosen = discrete_action(action, cast(spaces.Discrete, self.action_space))
         sticky = self._last_executed is not None and self._p > 0.0 and bool(self._rng.random() < self._p)
         executed = self._last_executed if sticky else chosen
         obs, reward, terminated, truncated, info = self.env.step(executed)

@@ -12,7 +12,7 @@ import json
 import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import optuna
@@ -163,7 +163,7 @@ def _plot_history(study: optuna.Study, path: Path) -> None:
         axes.scatter(numbers, values, label="complete (objective)", zorder=3)
         axes.step(numbers, np.maximum.accumulate(values), where="post", color="C1", label="best so far")
     if pruned:
-        axes.scatter([t.number for t in pruned], [t.intermediate_values[t.last_step] for t in pruned],
+        axes.scatter([t.number for t in pruned], [t.intermediate_values[cast(int, t.last_step)] for t in pruned],
                      marker="x", color="grey", label="pruned (last reported score)")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("trial")
@@ -196,7 +196,7 @@ def _plot_test_scores(configs: list[ConfigResult], path: Path) -> None:
         # Deterministic horizontal spread so equal scores stay visible.
         offsets = np.linspace(-0.15, 0.15, scores.size) if scores.size > 1 else np.zeros(scores.size)
         axes.scatter(position + offsets, scores, alpha=0.6, color=f"C{position}")
-        if config.mean is not None and config.mean_ci is not None:
+        if config.mean is not None and config.mean_ci is not None and config.iqm is not None:
             low, high = config.mean_ci
             axes.errorbar(position + 0.3, config.mean, yerr=[[config.mean - low], [high - config.mean]], fmt="o",
                           color="black", capsize=4, label="mean, 95% CI" if position == 0 else None)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import optuna
@@ -136,7 +137,7 @@ def bootstrap_ci(
     return float(reduce(values[None, :], axis=1)[0]), float(low), float(high)
 
 
-_REDUCERS = {
+_REDUCERS: dict[str, Callable[..., np.ndarray]] = {
     "mean": np.mean,
     # The 25% trimmed mean, as cairnrl.core.stats.iqm and rliable's aggregate_iqm.
     "iqm": lambda array, axis: scipy_stats.trim_mean(array, 0.25, axis=axis),
@@ -154,7 +155,7 @@ def _statistics(scores: np.ndarray) -> dict[str, Any]:
 def run_test_seeds(settings: StudySettings, hyperparameters: dict[str, Any]) -> list[dict[str, Any]]:
     """Train and evaluate ``hyperparameters`` once per test seed (no pruning); failures are recorded."""
     algorithm = settings.algorithm_class
-    runs = []
+    runs: list[dict[str, Any]] = []
     for seed in settings.test_seeds:
         try:
             result = train_and_evaluate(algorithm, settings.env, hyperparameters, seed, budget=settings.budget,
@@ -177,7 +178,7 @@ def _config_result(label: str, trial: FrozenTrial | None, hyperparameters: dict[
         label=label,
         hyperparameters=hyperparameters,
         trial_number=None if trial is None else trial.number,
-        tuning_score=None if trial is None else float(trial.value),
+        tuning_score=None if trial is None else float(cast(float, trial.value)),
         tuning_seed_scores=() if trial is None else tuple(trial.user_attrs.get("seed_scores", ())),
         test_seeds=settings.test_seeds,
         test_scores=scores,
@@ -191,7 +192,7 @@ def best_trials(study: optuna.Study, settings: StudySettings, top_k: int) -> lis
     """The ``top_k`` best complete trials with distinct configurations, best first (ties: lower number)."""
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if t.value is not None and math.isfinite(t.value)]
-    complete.sort(key=lambda t: (-t.value, t.number))
+    complete.sort(key=lambda t: (-cast(float, t.value), t.number))
     chosen, seen = [], set()
     for trial in complete:
         hyperparameters = settings.hyperparameters(decode_params(settings.search_space, trial.params))
@@ -212,7 +213,9 @@ def final_phase(study: optuna.Study, settings: StudySettings, top_k: int) -> tup
     """
     chosen = best_trials(study, settings, top_k)
     cache: dict[str, Any] = dict(study.user_attrs.get(FINAL_ATTR, {}))
-    labelled = [("best" if rank == 0 else f"best-{rank + 1}", trial, hp) for rank, (trial, hp) in enumerate(chosen)]
+    labelled: list[tuple[str, FrozenTrial | None, dict]] = [
+        ("best" if rank == 0 else f"best-{rank + 1}", trial, hp) for rank, (trial, hp) in enumerate(chosen)
+    ]
     labelled.append(("default", None, dict(settings.fixed)))
     results = []
     for label, trial, hyperparameters in labelled:

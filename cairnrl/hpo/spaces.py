@@ -19,7 +19,7 @@ import inspect
 import json
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,9 @@ _SPEC_KEYS = {
 }
 
 _GAMMAS = [0.95, 0.98, 0.99, 0.995, 0.999]
-_LEARNING_RATE = {"type": "float", "low": 1e-5, "high": 1e-2, "log": True}
+_LEARNING_RATE: dict[str, Any] = {"type": "float", "low": 1e-5, "high": 1e-2, "log": True}
 #: SAC and TD3 (off-policy, continuous actions) share one space, as in rl-zoo3.
-_OFF_POLICY_CONTINUOUS = {
+_OFF_POLICY_CONTINUOUS: SearchSpace = {
     "learning_rate": _LEARNING_RATE,
     "batch_size": {"type": "categorical", "choices": [64, 128, 256, 512]},
     "buffer_size": {"type": "categorical", "choices": [10_000, 100_000, 1_000_000]},
@@ -98,10 +98,10 @@ def default_search_space(algorithm: Algorithm) -> SearchSpace:
             f"cairnrl has no default search space for SB3's {algorithm.__name__} (it has {sorted(SB3_SEARCH_SPACES)});"
             " pass search_space="
         )
-    space = getattr(algorithm, "default_search_space", None)
-    if not space:
+    declared = getattr(algorithm, "default_search_space", None)
+    if not declared:
         raise ConfigError(f"{algorithm.__name__} declares no default_search_space; pass search_space=")
-    return copy.deepcopy(dict(space))
+    return copy.deepcopy(dict(declared))
 
 
 def load_search_space(source: Mapping[str, Any] | str | Path) -> SearchSpace:
@@ -349,8 +349,9 @@ def probe(algorithm: Algorithm, env_id: str, fixed: Mapping[str, Any], space: Se
         # The defaults with the real env id: this also checks that the algorithm supports the env.
         data = None if dataset is None else load_dataset(dataset)
         model = make_model(algorithm, env_id, seed=0, hyperparameters=dict(fixed), dataset=data)
-        if model.get_env() is not None:
-            model.get_env().close()
+        model_env = model.get_env()
+        if model_env is not None:
+            model_env.close()
     except Exception as error:
         raise ConfigError(
             f"{algorithm.__name__} cannot be built on {env_id} with fixed={dict(fixed)}: {error}"
@@ -359,7 +360,7 @@ def probe(algorithm: Algorithm, env_id: str, fixed: Mapping[str, Any], space: Se
     corners = {name: corner_values(spec) for name, spec in space.items()}
     for name in space:
         others = [other for other in space if other != name]
-        contexts = [{}] + [
+        contexts: list[dict[str, Any]] = [{}] + [
             {other: corners[other][rng.integers(len(corners[other]))] for other in others}
             for _ in range(PROBE_COMBINATIONS if others else 0)
         ]
@@ -384,8 +385,9 @@ def _probe_value(algorithm: Algorithm, env: gym.Env, fixed: Mapping[str, Any], n
 def _construct(algorithm: Algorithm, env: gym.Env, hyperparameters: dict[str, Any]) -> None:
     parameters = dict(hyperparameters)
     policy = parameters.pop("policy", "MlpPolicy")
+    build: Callable[..., Any] = algorithm  # concrete classes take (policy, env, ...)
     if is_sb3(algorithm):
-        algorithm(policy, env, seed=0, **parameters)
+        build(policy, env, seed=0, **parameters)
     else:
         # cairnrl algorithms validate every hyperparameter in __init__, before an env is needed.
-        algorithm(policy, None, seed=0, **parameters)
+        build(policy, None, seed=0, **parameters)

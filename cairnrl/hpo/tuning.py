@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import optuna
 import torch
@@ -268,7 +268,7 @@ class TrialProgress:
         self.bar.n = min(counted_trials(self.study), self.bar.total)
         completed = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if completed:
-            self.bar.set_postfix(best=f"{max(trial.value for trial in completed):.4g}", refresh=False)
+            self.bar.set_postfix(best=f"{max(cast(float, trial.value) for trial in completed):.4g}", refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:

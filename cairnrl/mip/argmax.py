@@ -52,7 +52,7 @@ _INTEGRALITY_TOLERANCE = 1e-4
 _VALUE_TOLERANCE = 1e-6
 # Options of the strict re-solve and of the certificate: a different search path (no presolve, no restarts)
 # with the tightest integrality tolerance solvers accept.
-_STRICT = {"presolve": False, "integrality_tolerance": 1e-9}
+_STRICT: dict[str, Any] = {"presolve": False, "integrality_tolerance": 1e-9}
 CERTIFICATES = ("none", "verified", "corrected", "unverified", "exhaustive")
 
 

@@ -88,7 +88,7 @@ class FeasibleSet:
         if batch.shape[1] != self.n_actions:
             raise ConfigError(f"{self.name}: actions must have {self.n_actions} components, got {batch.shape[1]}")
         result = np.asarray(self.contains(batch), dtype=bool)
-        return result if np.ndim(actions) == 2 else np.bool_(result[0])
+        return result if np.ndim(actions) == 2 else np.bool_(result[0])  # type: ignore[return-value]  # one action
 
     def candidate_count(self) -> int:
         """How many binary vectors :meth:`enumerate` would check (subsets of the allowed components up to K)."""

@@ -290,8 +290,8 @@ class OrToolsSolver(MILPSolver):
             for k in range(csr.indptr[row], csr.indptr[row + 1]):
                 constraint.SetCoefficient(variables[csr.indices[k]], float(csr.data[k]))
         objective = solver.Objective()
-        for index in np.flatnonzero(model.objective):
-            objective.SetCoefficient(variables[index], float(model.objective[index]))
+        for column in np.flatnonzero(model.objective):
+            objective.SetCoefficient(variables[column], float(model.objective[column]))
         objective.SetOffset(model.objective_constant)
         if model.maximize:
             objective.SetMaximization()

@@ -86,6 +86,8 @@ class ContrastiveUCB(BaseAlgorithm):
     """
 
     algorithm_name = "ContrastiveUCB"
+    action_space: gym.spaces.Discrete
+    env: DummyVecEnv | None
     default_search_space: ClassVar[dict[str, dict[str, Any]]] = {
         "beta": {"type": "float", "low": 0.1, "high": 10.0, "log": True},
         "feature_dim": {"type": "categorical", "choices": [3, 4, 8]},
@@ -173,6 +175,12 @@ class ContrastiveUCB(BaseAlgorithm):
             if not isinstance(self.horizon, int):
                 raise ConfigError("ContrastiveUCB needs a finite horizon: pass horizon= or use an env with a TimeLimit")
 
+    @property
+    def _horizon(self) -> int:
+        """H: given, or read from the env when it was attached (:meth:`_attach_env`)."""
+        assert self.horizon is not None
+        return self.horizon
+
     def _oracle_decoder(self) -> torch.Tensor:
         decoder = getattr(self.env.envs[0].unwrapped, "latent_decoder", None) if self.env is not None else None
         if decoder is None:
@@ -185,19 +193,21 @@ class ContrastiveUCB(BaseAlgorithm):
         n_actions = int(self.action_space.n)
         if self.features == "oracle":
             decoder = self._oracle_decoder() if self.env is not None else torch.zeros(1, 1)
-            self.feature_net: torch.nn.Module = OracleFeatures(decoder, n_actions).to(self.device)
+            self.feature_net: OracleFeatures | ContrastiveFeatures = OracleFeatures(decoder, n_actions).to(self.device)
         else:
             self.feature_net = ContrastiveFeatures(
-                self.observation_space, self.horizon, n_actions, self.feature_dim, self.net_arch
+                self.observation_space, self._horizon, n_actions, self.feature_dim, self.net_arch
             ).to(self.device)
         trained = self.features == "contrastive"
         self.optimizer = torch.optim.Adam(self.feature_net.parameters(), lr=self.learning_rate) if trained else None
         self._reset_planner()
+        observation_shape = self.observation_space.shape
+        assert observation_shape is not None  # Discrete or Box (_check_spaces)
         self.replay_buffer = TransitionBuffer(
             self.buffer_size,
             {
-                "obs": (self.observation_space.shape, self.observation_space.dtype),
-                "next_obs": (self.observation_space.shape, self.observation_space.dtype),
+                "obs": (observation_shape, self.observation_space.dtype),
+                "next_obs": (observation_shape, self.observation_space.dtype),
                 "action": ((), np.int64),
                 "reward": ((), np.float32),
                 "level": ((), np.int64),
@@ -212,9 +222,9 @@ class ContrastiveUCB(BaseAlgorithm):
     def _reset_planner(self) -> None:
         """w_h = 0 and Lambda_h = lambda I before any data: Q is the bonus alone."""
         d = self.feature_net.feature_dim
-        self.weights = torch.zeros(self.horizon, d, dtype=torch.float64, device=self.device)
+        self.weights = torch.zeros(self._horizon, d, dtype=torch.float64, device=self.device)
         eye = math.sqrt(self.ridge) * torch.eye(d, dtype=torch.float64, device=self.device)
-        self.factors = eye.expand(self.horizon, d, d).clone()
+        self.factors = eye.expand(self._horizon, d, d).clone()
 
     @property
     def effective_beta(self) -> float:
@@ -245,19 +255,19 @@ class ContrastiveUCB(BaseAlgorithm):
         """Optimistic Q_h(s, .) for a batch of observations at levels ``level`` (0-based): ``[n, |A|]``."""
         phi = self._all_action_features(observation, level)
         factors = self.factors[level][:, None].expand(-1, phi.shape[1], -1, -1)
-        cap = (self.horizon - level).double()[:, None]  # H - h + 1 with 1-based h
+        cap = (self._horizon - level).double()[:, None]  # H - h + 1 with 1-based h
         return optimistic_q(phi, self.weights[level][:, None], factors, self.effective_beta, cap)
 
     @torch.inference_mode()
     def q_values(self, observation: np.ndarray, level: np.ndarray) -> np.ndarray:
         """Optimistic Q_h(s, a) of the current plan for observations at 0-based levels ``level``: ``[n, |A|]``."""
-        levels = np.clip(np.asarray(level, dtype=np.int64), 0, self.horizon - 1)
+        levels = np.clip(np.asarray(level, dtype=np.int64), 0, self._horizon - 1)
         return self._q_values(self._tensor(observation), self._tensor(levels)).cpu().numpy()
 
     @torch.inference_mode()
     def bonus(self, observation: np.ndarray, level: np.ndarray, action: np.ndarray) -> np.ndarray:
         """||phi_h(s, a)||_{Lambda_h^-1} under the current plan (without beta)."""
-        levels = self._tensor(np.clip(np.asarray(level, dtype=np.int64), 0, self.horizon - 1))
+        levels = self._tensor(np.clip(np.asarray(level, dtype=np.int64), 0, self._horizon - 1))
         phi = self.feature_net(self._tensor(observation), levels, self._tensor(np.asarray(action))).double()
         return elliptical_bonus(phi, self.factors[levels]).cpu().numpy()
 
@@ -276,21 +286,24 @@ class ContrastiveUCB(BaseAlgorithm):
         actions = self._greedy(observation, timesteps)
         if not deterministic and self.exploration == "epsilon_greedy":
             explore = self._explore_rng.random(n) < self.exploration_rate
-            actions[explore] = self._explore_rng.integers(self.action_space.n, size=int(explore.sum()))
+            actions[explore] = self._explore_rng.integers(self.action_space.n, size=int(np.count_nonzero(explore)))
         return actions, timesteps + 1
 
     # ------------------------------------------------------------------ collection
     def _collect_batch(self, n_episodes: int, callback: BaseCallback) -> tuple[list[dict[str, list]], bool]:
         """Run ``n_episodes`` episodes in lock-step (one uniform action at a drawn level each, greedy elsewhere)."""
+        assert self.env is not None  # learn() checks it
         envs = self.env.envs[:n_episodes]
         seeds = spawn_seeds(self.seed, n_episodes, key=(_EPISODE_SEED_KEY, self._episodes_started))
         epsilon = self.exploration_rate
-        rollin = self._explore_rng.integers(self.horizon, size=n_episodes) if self.uniform_rollin else None
+        rollin = self._explore_rng.integers(self._horizon, size=n_episodes) if self.uniform_rollin else None
         self._episodes_started += n_episodes
         observations = [env.reset(seed=seed)[0] for env, seed in zip(envs, seeds, strict=True)]
-        episodes = [{"obs": [], "action": [], "reward": [], "next_obs": [], "done": []} for _ in envs]
+        episodes: list[dict[str, list]] = [
+            {"obs": [], "action": [], "reward": [], "next_obs": [], "done": []} for _ in envs
+        ]
         alive = list(range(len(envs)))
-        for timestep in range(self.horizon):
+        for timestep in range(self._horizon):
             actions = self._greedy(np.stack([observations[i] for i in alive]), np.full(len(alive), timestep))
             uniform = self._explore_rng.random(len(alive)) < epsilon
             if rollin is not None:
@@ -301,7 +314,7 @@ class ContrastiveUCB(BaseAlgorithm):
                 next_observation, reward, terminated, truncated, _ = envs[i].step(int(action))
                 if not math.isfinite(reward):
                     raise EnvError(f"env {self.env_id!r} returned a non-finite reward {reward!r} at t={timestep}")
-                done = terminated or truncated or timestep == self.horizon - 1
+                done = terminated or truncated or timestep == self._horizon - 1
                 episode = episodes[i]
                 for key, value in (
                     ("obs", observations[i]),
@@ -345,13 +358,15 @@ class ContrastiveUCB(BaseAlgorithm):
         """Re-initialise (phi, psi) and take Adam steps on the contrastive loss over the whole buffer; negatives s^-
         come from the same level's next observations."""
         # A fresh minimisation each round, as the analysis's argmin over (Phi, Psi) (see the module docstring).
+        assert isinstance(self.feature_net, ContrastiveFeatures) and self.optimizer is not None  # "contrastive"
         for module in self.feature_net.modules():
-            if module is not self.feature_net and hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+            reset = getattr(module, "reset_parameters", None)
+            if module is not self.feature_net and callable(reset):
+                reset()
         self.optimizer.state.clear()
         levels = data["level"].cpu().numpy()
         order = np.argsort(levels, kind="stable")
-        counts = np.bincount(levels, minlength=self.horizon)
+        counts = np.bincount(levels, minlength=self._horizon)
         starts = np.cumsum(counts) - counts
         size = len(levels)
         total = 0.0
@@ -393,12 +408,12 @@ class ContrastiveUCB(BaseAlgorithm):
         )
         self._reset_planner()
         bonuses = []
-        for h in range(self.horizon - 1, -1, -1):
+        for h in range(self._horizon - 1, -1, -1):
             rows = torch.nonzero(data["level"] == h).squeeze(1)
             if rows.numel() == 0:
                 continue
             targets = data["reward"][rows].double()
-            if h + 1 < self.horizon:
+            if h + 1 < self._horizon:
                 live = rows[data["done"][rows] == 0]
                 if live.numel():
                     chunk = max(_PLAN_CHUNK // int(self.action_space.n), 1)  # _q_values evaluates every action
@@ -415,6 +430,7 @@ class ContrastiveUCB(BaseAlgorithm):
         return float(torch.cat(bonuses).mean()) if bonuses else 0.0
 
     def _learn(self, callback: BaseCallback, log_interval: int) -> None:
+        assert self.env is not None  # learn() checks it
         n_envs = self.env.num_envs
         refreshes = 0
         while self.num_timesteps < self._total_timesteps:

@@ -111,6 +111,7 @@ class ContrastiveUCBDQN(BaseAlgorithm):
     """
 
     algorithm_name = "ContrastiveUCBDQN"
+    action_space: gym.spaces.Discrete
 
     def __init__(
         self,
@@ -186,11 +187,13 @@ class ContrastiveUCBDQN(BaseAlgorithm):
         self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=self.learning_rate)
         k = self.q_net.feature_dim
         self.covariance = self.ridge * torch.eye(k, dtype=torch.float64, device=self.device).repeat(n_actions, 1, 1)
+        observation_shape = self.observation_space.shape
+        assert observation_shape is not None  # Discrete or Box (_check_spaces)
         self.replay_buffer = TransitionBuffer(
             self.buffer_size,
             {
-                "obs": (self.observation_space.shape, self.observation_space.dtype),
-                "next_obs": (self.observation_space.shape, self.observation_space.dtype),
+                "obs": (observation_shape, self.observation_space.dtype),
+                "next_obs": (observation_shape, self.observation_space.dtype),
                 "action": ((), np.int64),
                 "reward": ((), np.float32),
                 "terminated": ((), np.float32),
@@ -258,8 +261,8 @@ class ContrastiveUCBDQN(BaseAlgorithm):
     def _train(self) -> float:
         total = 0.0
         for _ in range(self.gradient_steps):
-            batch = self.replay_buffer.get(self._batch_rng.integers(len(self.replay_buffer), size=self.batch_size))
-            batch = {key: self._tensor(value) for key, value in batch.items()}
+            arrays = self.replay_buffer.get(self._batch_rng.integers(len(self.replay_buffer), size=self.batch_size))
+            batch = {key: self._tensor(value) for key, value in arrays.items()}
             with torch.no_grad():
                 bonus = (self.beta * self._bonus(batch["obs"], batch["action"])).clamp(max=self.max_bonus).float()
                 next_q = self.q_target(batch["next_obs"]).max(dim=1).values
@@ -276,10 +279,11 @@ class ContrastiveUCBDQN(BaseAlgorithm):
         return total / self.gradient_steps
 
     def _learn(self, callback: BaseCallback, log_interval: int) -> None:
+        assert self.env is not None  # learn() checks it
         n_envs = self.env.num_envs
         self._learn_start = self._start_timesteps
         if self._last_obs is None:
-            self._last_obs = self.env.reset()
+            self._last_obs = np.asarray(self.env.reset())
             self._episode_returns = np.zeros(n_envs)
             self._episode_lengths = np.zeros(n_envs, dtype=np.int64)
         episodes_done = 0
@@ -287,7 +291,7 @@ class ContrastiveUCBDQN(BaseAlgorithm):
             epsilon = self._exploration_rate()
             actions = self._greedy(self._last_obs)
             explore = self._explore_rng.random(n_envs) < epsilon
-            actions[explore] = self._explore_rng.integers(self.action_space.n, size=int(explore.sum()))
+            actions[explore] = self._explore_rng.integers(self.action_space.n, size=int(np.count_nonzero(explore)))
             new_obs, rewards, dones, infos = self.env.step(actions)
             if not np.all(np.isfinite(rewards)):
                 raise EnvError(f"env {self.env_id!r} returned a non-finite reward {rewards!r}")
@@ -314,7 +318,7 @@ class ContrastiveUCBDQN(BaseAlgorithm):
                 episodes_done += 1
                 if episodes_done % log_interval == 0:
                     self._dump_logs()
-            self._last_obs = new_obs
+            self._last_obs = np.asarray(new_obs)
             callback.update_locals(locals())
             if not callback.on_step():
                 return

@@ -61,6 +61,7 @@ class OracleFeatures(nn.Module):
 
     def __init__(self, decoder: torch.Tensor, n_actions: int) -> None:
         super().__init__()
+        self.decoder: torch.Tensor
         self.register_buffer("decoder", decoder.detach().clone().float())
         self.n_actions = n_actions
         self.feature_dim = int(decoder.shape[0]) * n_actions

@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import gymnasium as gym
 import numpy as np
@@ -61,9 +61,9 @@ def check_space_fits(kind: str, dataset_space: gym.Space, env_space: gym.Space) 
     """Refuse an evaluation env whose ``kind`` space differs from the dataset's (type, shape, size, bounds when
     both are bounded)."""
     same = type(dataset_space) is type(env_space) and dataset_space.shape == env_space.shape
-    if same and isinstance(env_space, gym.spaces.Discrete):
+    if same and isinstance(env_space, gym.spaces.Discrete) and isinstance(dataset_space, gym.spaces.Discrete):
         same = env_space.n == dataset_space.n
-    if same and isinstance(env_space, gym.spaces.Box):
+    if same and isinstance(env_space, gym.spaces.Box) and isinstance(dataset_space, gym.spaces.Box):
         both_bounded = all(np.isfinite(space.low).all() and np.isfinite(space.high).all()
                            for space in (dataset_space, env_space))
         same = not both_bounded or (np.allclose(dataset_space.low, env_space.low)
@@ -84,6 +84,9 @@ class OfflineAlgorithm(BaseAlgorithm):
     """
 
     progress_unit: ClassVar[str] = "update"
+    # Continuous actions and flat vector observations (:meth:`_check_dataset`).
+    observation_space: gym.spaces.Box
+    action_space: gym.spaces.Box
     #: ``tanh``-bounded policies need dataset actions inside [-1, 1].
     requires_unit_actions: ClassVar[bool] = True
 
@@ -158,7 +161,9 @@ class OfflineAlgorithm(BaseAlgorithm):
         if dataset is not None:
             dataset = as_dataset(dataset)
             self._check_dataset(dataset)
-            self.observation_space, self.action_space = dataset.observation_space, dataset.action_space
+            # Box actions and flat (Box) observations, as _check_dataset verified.
+            self.observation_space = cast(gym.spaces.Box, dataset.observation_space)
+            self.action_space = cast(gym.spaces.Box, dataset.action_space)
         if env is not None:
             if dataset is None:
                 raise DatasetError(f"{self.algorithm_name} learns from a dataset: pass dataset= (the env is only "

@@ -30,6 +30,7 @@ from collections.abc import Callable
 import torch
 from torch.nn import functional as F
 
+from cairnrl.core.ensemble import EnsembleMLP
 from cairnrl.exceptions import ConfigError
 
 #: Huber threshold of the f-DVL critic loss (the authors' code).
@@ -94,7 +95,7 @@ def twin_huber_loss(q_values: torch.Tensor, target: torch.Tensor, delta: float =
     return losses.mean(dim=1).sum()
 
 
-def action_gradient_penalty(critic_net: torch.nn.Module, inputs: torch.Tensor, action_dim: int) -> torch.Tensor:
+def action_gradient_penalty(critic_net: EnsembleMLP, inputs: torch.Tensor, action_dim: int) -> torch.Tensor:
     """``sum_i E[ max(||grad_a Q_i(s, a)|| - 1, 0)^2 ]`` (a WGAN-LP style hinge at 1), each head penalised with its
     own action gradient (the authors' code penalises the first head's gradient twice).
 

@@ -154,7 +154,7 @@ class ReCOIL(OfflineAlgorithm):
                 "ReCOIL learns from two sets: pass both dataset= (the suboptimal set) and expert_dataset= (the "
                 f"expert demonstrations); got only {'dataset' if expert_dataset is None else 'expert_dataset'}"
             )
-        if dataset is not None:
+        if dataset is not None and expert_dataset is not None:
             dataset = as_dataset(dataset)
             expert_dataset = self._check_expert(dataset, expert_dataset)
         self._initialize(env, dataset)

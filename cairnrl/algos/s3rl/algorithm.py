@@ -40,11 +40,12 @@ Choices where the reference is ambiguous or tied to its code base, each delibera
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import gymnasium as gym
 import numpy as np
@@ -52,6 +53,8 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm as SB3Algorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import NormalActionNoise
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
@@ -90,6 +93,10 @@ _COLLECT_KEY = 0x53335234  # the teacher's snapshot collection
 # VecNormalize settings of the reference's PPO (observations and rewards clipped at +-10, §B4).
 _CLIP = 10.0
 _EPSILON = 1e-8
+
+
+def _identity(env: gym.Env) -> gym.Env:
+    return env
 
 
 class _Relay(BaseCallback):
@@ -158,6 +165,7 @@ class S3RL(BaseAlgorithm):
     """
 
     algorithm_name = "S3RL"
+    observation_space: gym.spaces.Box
     default_search_space: ClassVar[dict[str, dict[str, Any]]] = {
         "n_clusters": {"type": "int", "low": 1, "high": 10},
         "truncate_step": {"type": "categorical", "choices": [25, 50, 100, 200, 400]},
@@ -368,8 +376,8 @@ class S3RL(BaseAlgorithm):
                     status_classification=self.status_classification, seed=sampler_seed,
                 )
             wrapped.append(StudentEnv(original, snapshot_env))
-        vec_env = DummyVecEnv([lambda env=env: env for env in wrapped])
-        vec_env._seeds = spawn_seeds(self.seed, n, key=(_ENV_KEY, self.num_timesteps))
+        vec_env = DummyVecEnv([functools.partial(_identity, env) for env in wrapped])
+        vec_env._seeds = list[int | None](spawn_seeds(self.seed, n, key=(_ENV_KEY, self.num_timesteps)))
         self.env = vec_env
         self._connect()
 
@@ -379,9 +387,11 @@ class S3RL(BaseAlgorithm):
             return
         student_env = self.env
         if self.uses_normalization:
+            assert self._obs_rms is not None and self._ret_rms is not None  # built by _setup_model
             student_env = VecNormalize(self.env, gamma=self._student.gamma, clip_obs=_CLIP, clip_reward=_CLIP,
                                        epsilon=_EPSILON)
-            student_env.obs_rms, student_env.ret_rms = self._obs_rms, self._ret_rms
+            # SB3 infers obs_rms from its Dict-observation branch.
+            student_env.obs_rms, student_env.ret_rms = self._obs_rms, self._ret_rms  # type: ignore[assignment]
         if student_env.num_envs != self._student.n_envs:
             raise EnvError(
                 f"the env has {student_env.num_envs} copies, the student was built for {self._student.n_envs}"
@@ -404,15 +414,16 @@ class S3RL(BaseAlgorithm):
                 )
             normalizer = student.get_vec_normalize_env()
             if normalizer is not None and self.uses_normalization:
-                self._obs_rms, self._ret_rms = normalizer.obs_rms, normalizer.ret_rms
+                self._obs_rms, self._ret_rms = cast(RunningMeanStd, normalizer.obs_rms), normalizer.ret_rms  # Box obs
         else:
             n = self.env.num_envs if self.env is not None else self.n_envs
             placeholder = DummyVecEnv([lambda: SpacesOnlyEnv(self.observation_space, self.action_space)] * n)
             noise = self.exploration_noise if self.exploration_noise is not None else (
                 0.1 if self.student == "TD3" else 0.0
             )
-            extra = {}
+            extra: dict[str, Any] = {}
             if noise > 0:
+                assert self.action_space.shape is not None  # a Box for off-policy students (_check_spaces)
                 dimension = int(np.prod(self.action_space.shape))
                 extra["action_noise"] = NormalActionNoise(np.zeros(dimension), np.full(dimension, noise))
             try:
@@ -422,7 +433,7 @@ class S3RL(BaseAlgorithm):
                 )
             except (TypeError, ValueError, AssertionError) as error:
                 raise ConfigError(f"student_kwargs are invalid for {cls.__name__}: {error}") from error
-        self._student = student
+        self._student = cast("OffPolicyAlgorithm | OnPolicyAlgorithm", student)  # SAC, TD3 or PPO
         self._connect()
 
     def _modules(self) -> dict[str, torch.nn.Module]:
@@ -435,7 +446,8 @@ class S3RL(BaseAlgorithm):
             observation = np.clip(
                 (observation - self._obs_rms.mean) / np.sqrt(self._obs_rms.var + _EPSILON), -_CLIP, _CLIP
             ).astype(np.float32)
-        return self._student.predict(observation, state, episode_start, deterministic)
+        # SB3 hands a (here unused) recurrent state back unchanged.
+        return self._student.predict(observation, state, episode_start, deterministic)  # type: ignore[arg-type,return-value]
 
     # ------------------------------------------------------------------ training
     def _learn(self, callback: BaseCallback, log_interval: int) -> None:
@@ -447,11 +459,13 @@ class S3RL(BaseAlgorithm):
         needs_snapshots = self.in_snapshot_phase and self.snapshot_timesteps > 0
         if needs_snapshots and self._snapshot_bank is None:
             self._build_training_env()  # the phase restarted after snapshots were dropped
+        assert self.env is not None  # learn() checks it
         remaining = self.snapshot_timesteps - self.num_timesteps
         steps = math.ceil(remaining / self.env.num_envs) if remaining > 0 else 0
-        for env in self.env.envs:
-            if env.snapshot_env is not None:
-                env.schedule_switch(steps)
+        for env in cast(DummyVecEnv, self.env).envs:  # StudentEnv copies (_build_training_env)
+            student_env = cast(StudentEnv, env)
+            if student_env.snapshot_env is not None:
+                student_env.schedule_switch(steps)
         student.set_logger(self.logger)
         student.learn(
             self._total_timesteps - self.num_timesteps,
@@ -476,7 +490,7 @@ class S3RL(BaseAlgorithm):
             "teacher_fingerprint": self._teacher_fingerprint,
             "snapshot_episodes": list(self._snapshot_episodes),
         }
-        if self._obs_rms is not None:
+        if self._obs_rms is not None and self._ret_rms is not None:
             groups["normalization"] = {
                 "obs_mean": torch.as_tensor(self._obs_rms.mean), "obs_var": torch.as_tensor(self._obs_rms.var),
                 "ret_mean": torch.as_tensor(self._ret_rms.mean), "ret_var": torch.as_tensor(self._ret_rms.var),
@@ -484,7 +498,7 @@ class S3RL(BaseAlgorithm):
             state["normalization"] = {"obs_count": float(self._obs_rms.count), "ret_count": float(self._ret_rms.count)}
         bank = self._snapshot_bank
         state["snapshots_stored"] = bank is not None and all(snapshot.kind == "mujoco" for snapshot in bank)
-        if state["snapshots_stored"]:
+        if bank is not None and state["snapshots_stored"]:
             groups["snapshot_bank"] = {"zip": torch.frombuffer(bytearray(snapshots_to_bytes(bank)), dtype=torch.uint8)}
         elif bank is not None and self.in_snapshot_phase and self.snapshot_timesteps > 0:
             raise CheckpointError(
@@ -498,7 +512,7 @@ class S3RL(BaseAlgorithm):
         student_groups = {name.removeprefix("student."): group for name, group in groups.items()
                           if name.startswith("student.") and name != "student.policy"}
         restore_training_state(self._student, state["student"], student_groups)
-        if self._obs_rms is not None:
+        if self._obs_rms is not None and self._ret_rms is not None:
             if "normalization" not in groups:
                 raise CheckpointError("the model normalises observations but the checkpoint has no statistics")
             stats, counts = groups["normalization"], state["normalization"]

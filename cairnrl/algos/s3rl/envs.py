@@ -74,6 +74,7 @@ class StudentEnv(gym.Wrapper):
             self._steps_to_switch -= 1
             if self._steps_to_switch == 0:
                 self._steps_to_switch = None
+                assert self.snapshot_env is not None  # a switch is only scheduled in snapshot mode
                 self.snapshot_env.set_snapshot_mode(False)
                 truncated = truncated or (from_snapshot and not terminated)
         if terminated or truncated:

@@ -137,8 +137,10 @@ def teacher_fingerprint(teacher: SB3Algorithm) -> str:
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     normalizer = teacher.get_vec_normalize_env()
     if normalizer is not None and normalizer.norm_obs:
-        digest.update(np.asarray(normalizer.obs_rms.mean, dtype=np.float64).tobytes())
-        digest.update(np.asarray(normalizer.obs_rms.var, dtype=np.float64).tobytes())
+        stats = normalizer.obs_rms  # one RunningMeanStd per key for Dict observations
+        for rms in [stats[key] for key in sorted(stats)] if isinstance(stats, dict) else [stats]:
+            digest.update(np.asarray(rms.mean, dtype=np.float64).tobytes())
+            digest.update(np.asarray(rms.var, dtype=np.float64).tobytes())
     return digest.hexdigest()[:20]
 
 

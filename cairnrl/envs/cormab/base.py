@@ -171,7 +171,7 @@ class CoRMABEnv(gym.Env):
     training and 0.2 for evaluation).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}  # type: ignore[misc]  # gymnasium: instance var
 
     def __init__(
         self,

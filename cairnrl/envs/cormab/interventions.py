@@ -212,7 +212,7 @@ def _assign_weights(weights: np.ndarray, types: np.ndarray, arms: np.ndarray, rn
             if need <= 0:
                 break
             picked.extend(rng.choice(pool, min(need, pool.size), replace=False).tolist())
-        weights[np.ix_(picked, group)] = WEIGHT
+        weights[np.ix_(np.asarray(picked, dtype=np.intp), group)] = WEIGHT
 
 
 class MultipleInterventionsEnv(CoRMABEnv):

@@ -190,8 +190,8 @@ class MatchingProblem(CoRMABProblem):
             ),
             sp.coo_matrix(np.concatenate([np.ones(n_arms), np.zeros(n_x)])[None, :]),  # budget
         ]
-        lower = [np.full(n_w * n_t, -np.inf), np.zeros(n_arms), [-np.inf]]
-        upper = [np.ones(n_w * n_t), np.zeros(n_arms), [float(self.budget)]]
+        lower: list[np.ndarray | list[float]] = [np.full(n_w * n_t, -np.inf), np.zeros(n_arms), [-np.inf]]
+        upper: list[np.ndarray | list[float]] = [np.ones(n_w * n_t), np.zeros(n_arms), [float(self.budget)]]
         if self.distinct_workers:
             pair, pair_row = np.unique(worker_ids * n_arms + arm_ids, return_inverse=True)
             pair_arm = pair % n_arms
