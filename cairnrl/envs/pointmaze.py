@@ -112,7 +112,7 @@ class PointMaze(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         force = np.clip(np.asarray(action, dtype=np.float64).reshape(2), -1.0, 1.0)
-        x, y, vx, vy = self._state
+        x, y, vx, vy = (float(value) for value in self._state)
         vx = min(max((1.0 - DAMPING) * vx + GAIN * force[0], -MAX_SPEED), MAX_SPEED)
         vy = min(max((1.0 - DAMPING) * vy + GAIN * force[1], -MAX_SPEED), MAX_SPEED)
         if self.geometry.blocked(x + DT * vx, y):

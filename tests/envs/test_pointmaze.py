@@ -88,4 +88,4 @@ def test_data_make_pointmaze_stitch_command(tmp_path, capsys):
     assert "S->M then steer" in capsys.readouterr().out
     data = load(tmp_path / "pointmaze-stitch")
     assert data.num_episodes == 4 and data.content_hash() == make_pointmaze_stitch(4, seed=0).content_hash()
-    assert main(["data", "make", "pointmaze-stitch", "--out", str(tmp_path), "--maze-trajectories", "4"]) == 1  # exists
+    assert main(["data", "make", "pointmaze-stitch", "--out", str(tmp_path), "--maze-trajectories", "4"]) == 2  # exists
