@@ -57,9 +57,10 @@ OFFLINE_ENTRIES: dict[str, dict[str, Any]] = {
     "iql-vs-d3rlpy": {"cairnrl": ("iql", {}), "peer": ("iql", {"batch_size": 256})},
     "td3bc-vs-d3rlpy": {"cairnrl": ("td3bc", {}), "peer": ("td3bc", {"batch_size": 256})},
     "bc-vs-d3rlpy": {"cairnrl": ("bc", {}), "peer": ("bc", {"batch_size": 256, "learning_rate": 3e-4})},
-    # The Dual-RL algorithms have no d3rlpy version: the reference is d3rlpy's IQL, the closest in workload.
-    "fdvl-vs-d3rlpy-iql": {"cairnrl": ("fdvl", {}), "peer": ("iql", {"batch_size": 256})},
-    "recoil-vs-d3rlpy-iql": {"cairnrl": ("recoil", {}), "peer": ("iql", {"batch_size": 256})},
+    # The Dual-RL algorithms have no d3rlpy version: the reference is d3rlpy's IQL, the closest in workload, at the
+    # same batch (f-DVL's and ReCOIL's own defaults are larger batches).
+    "fdvl-vs-d3rlpy-iql": {"cairnrl": ("fdvl", {"batch_size": 256}), "peer": ("iql", {"batch_size": 256})},
+    "recoil-vs-d3rlpy-iql": {"cairnrl": ("recoil", {"batch_size": 256}), "peer": ("iql", {"batch_size": 256})},
 }
 #: ReCOIL's expert set in the speed runs: the first episodes of the same data (the workload, not the result, counts).
 RECOIL_EXPERT_EPISODES = 20
