@@ -49,7 +49,7 @@ from torch.func import functional_call
 from cairnrl.core import checkpoint as ckpt
 from cairnrl.core.base import BaseAlgorithm, GymEnv, check_policy
 from cairnrl.core.buffers import TransitionBuffer
-from cairnrl.core.envutils import time_limit
+from cairnrl.core.envutils import lockstep_episodes, time_limit
 from cairnrl.core.networks import VmapEnsemble, make_encoder, mlp
 from cairnrl.core.seeding import spawn_seeds
 from cairnrl.core.validation import check_bool, check_float, check_int, check_int_tuple
@@ -302,40 +302,13 @@ class SQIRL(BaseAlgorithm):
         envs = self.env.envs[:n_episodes]
         seeds = spawn_seeds(self.seed, n_episodes, key=(_EPISODE_SEED_KEY, self._episodes_started))
         self._episodes_started += n_episodes
-        observations = [env.reset(seed=seed)[0] for env, seed in zip(envs, seeds, strict=True)]
-        episodes: list[dict[str, list]] = [
-            {"obs": [], "action": [], "reward": [], "next_obs": [], "done": []} for _ in envs
-        ]
-        alive = list(range(len(envs)))
-        for timestep in range(horizon):
-            batch = np.stack([observations[i] for i in alive])
+
+        def choose(batch: np.ndarray, timestep: int, alive: list[int]) -> np.ndarray:
             if timestep < self.stage:
-                actions = self._greedy(batch, timestep)
-            else:
-                actions = self._action_rng.integers(self.action_space.n, size=len(alive))
-            still_alive = []
-            for i, action in zip(alive, actions, strict=True):
-                next_observation, reward, terminated, truncated, _ = envs[i].step(int(action))
-                if not math.isfinite(reward):
-                    raise EnvError(f"env {self.env_id!r} returned a non-finite reward {reward!r} at t={timestep}")
-                done = terminated or truncated or timestep == horizon - 1
-                episode = episodes[i]
-                episode["obs"].append(observations[i])
-                episode["action"].append(int(action))
-                episode["reward"].append(float(reward))
-                episode["next_obs"].append(next_observation)
-                episode["done"].append(float(done))
-                observations[i] = next_observation
-                if not done:
-                    still_alive.append(i)
-            self.num_timesteps += len(alive)
-            alive = still_alive
-            callback.update_locals(locals())
-            if not callback.on_step():
-                return episodes, False
-            if not alive:
-                break
-        return episodes, True
+                return self._greedy(batch, timestep)
+            return self._action_rng.integers(self.action_space.n, size=len(alive))
+
+        return lockstep_episodes(self, envs, seeds, horizon, choose, callback)
 
     def _store(self, episodes: list[dict[str, list]]) -> int:
         """Store transitions at t >= stage (P3) with their returns-to-go; returns the number stored."""

@@ -46,7 +46,7 @@ from cairnrl.algos.cucb.networks import ContrastiveFeatures, OracleFeatures
 from cairnrl.core import checkpoint as ckpt
 from cairnrl.core.base import BaseAlgorithm, GymEnv, check_policy
 from cairnrl.core.buffers import TransitionBuffer
-from cairnrl.core.envutils import time_limit
+from cairnrl.core.envutils import lockstep_episodes, time_limit
 from cairnrl.core.networks import make_encoder
 from cairnrl.core.seeding import generator_state, restore_generator, spawn_seeds
 from cairnrl.core.validation import check_bool, check_choice, check_float, check_int, check_int_tuple
@@ -298,43 +298,16 @@ class ContrastiveUCB(BaseAlgorithm):
         epsilon = self.exploration_rate
         rollin = self._explore_rng.integers(self._horizon, size=n_episodes) if self.uniform_rollin else None
         self._episodes_started += n_episodes
-        observations = [env.reset(seed=seed)[0] for env, seed in zip(envs, seeds, strict=True)]
-        episodes: list[dict[str, list]] = [
-            {"obs": [], "action": [], "reward": [], "next_obs": [], "done": []} for _ in envs
-        ]
-        alive = list(range(len(envs)))
-        for timestep in range(self._horizon):
-            actions = self._greedy(np.stack([observations[i] for i in alive]), np.full(len(alive), timestep))
+
+        def choose(batch: np.ndarray, timestep: int, alive: list[int]) -> np.ndarray:
+            actions = self._greedy(batch, np.full(len(alive), timestep))
             uniform = self._explore_rng.random(len(alive)) < epsilon
             if rollin is not None:
                 uniform |= rollin[alive] == timestep
             actions[uniform] = self._explore_rng.integers(self.action_space.n, size=int(uniform.sum()))
-            still_alive = []
-            for i, action in zip(alive, actions, strict=True):
-                next_observation, reward, terminated, truncated, _ = envs[i].step(int(action))
-                if not math.isfinite(reward):
-                    raise EnvError(f"env {self.env_id!r} returned a non-finite reward {reward!r} at t={timestep}")
-                done = terminated or truncated or timestep == self._horizon - 1
-                episode = episodes[i]
-                for key, value in (
-                    ("obs", observations[i]),
-                    ("action", int(action)),
-                    ("reward", float(reward)),
-                    ("next_obs", next_observation),
-                    ("done", float(terminated or truncated)),
-                ):
-                    episode[key].append(value)
-                observations[i] = next_observation
-                if not done:
-                    still_alive.append(i)
-            self.num_timesteps += len(alive)
-            alive = still_alive
-            callback.update_locals(locals())
-            if not callback.on_step():
-                return episodes, False
-            if not alive:
-                break
-        return episodes, True
+            return actions
+
+        return lockstep_episodes(self, envs, seeds, self._horizon, choose, callback)
 
     def _store(self, episodes: list[dict[str, list]]) -> None:
         for episode in episodes:
