@@ -71,6 +71,11 @@ class ProbabilisticDynamics(nn.Module):
         self.net = EnsembleMLP(n_members, input_dim, hidden, 2 * self.target_dim, activation=nn.SiLU)
         self.max_logvar = nn.Parameter(torch.full((self.target_dim,), 0.5))
         self.min_logvar = nn.Parameter(torch.full((self.target_dim,), -10.0))
+        self.input_mean: torch.Tensor
+        self.input_std: torch.Tensor
+        self.target_mean: torch.Tensor
+        self.target_std: torch.Tensor
+        self.elites: torch.Tensor
         self.register_buffer("input_mean", torch.zeros(input_dim))
         self.register_buffer("input_std", torch.ones(input_dim))
         self.register_buffer("target_mean", torch.zeros(self.target_dim))

@@ -105,11 +105,12 @@ class WaypointController:
         return np.clip(10.0 * (self.waypoints[0] - position) - velocity, -1.0, 1.0)
 
 
-def _make_env(backend: str) -> tuple[gym.Env, Callable[[Any], np.ndarray], Callable[[dict], np.ndarray]]:
-    """The env, how to read the 4-D observation, and how to read the true goal from a reset info/env."""
+def _make_env(backend: str) -> tuple[gym.Env, Callable[[Any], np.ndarray], Callable[[Any], np.ndarray]]:
+    """The env, how to read the 4-D observation, and how to read the true goal from the reset observation (the
+    built-in maze keeps its goal on the env instead)."""
     if backend == "cairnrl":
-        env = PointMaze(STITCH_MAP)
-        return env, lambda obs: np.asarray(obs, dtype=np.float64), lambda _: env.goal.copy()
+        maze = PointMaze(STITCH_MAP)
+        return maze, lambda obs: np.asarray(obs, dtype=np.float64), lambda _: maze.goal.copy()
     try:
         import gymnasium_robotics
     except ImportError as error:
@@ -149,7 +150,7 @@ def make_pointmaze_stitch(
             names, ending = GROUPS[group]
             rng = np.random.default_rng(episode_seeds[index])
             raw, _ = env.reset(seed=int(rng.integers(2**31 - 1)))
-            goal = goal_of(raw if backend != "cairnrl" else None)
+            goal = goal_of(raw)
             subgoals = [
                 goal if name == "G" else geometry.cell_center(STITCH_CELLS[name]) + rng.uniform(-0.25, 0.25, 2)
                 for name in names

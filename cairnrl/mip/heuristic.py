@@ -22,7 +22,7 @@ The network is a ``torch.nn.Module`` (evaluated in its own dtype and device, as 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -39,22 +39,41 @@ FAST_DEFAULTS = {"n_samples": 128, "n_starts": 8, "max_moves": 25, "max_checks":
 _MAY_BE_ZERO = ("max_moves", "n_kicks")
 
 Network = nn.Module | ReluNetwork
+
+
+class FastOptions(TypedDict):
+    """The integer search options of :func:`fast_argmax`, all present (as :func:`fast_options` returns them)."""
+
+    n_samples: int
+    n_starts: int
+    max_moves: int
+    max_checks: int
+    n_kicks: int
+    kick_branches: int
 Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def fast_options(options: dict[str, Any] | None = None, *, name: str = "options") -> dict[str, int]:
+def fast_options(options: dict[str, Any] | None = None, *, name: str = "options") -> FastOptions:
     """``options`` merged over :data:`FAST_DEFAULTS`, each a validated integer; errors name ``name``."""
     if options is None:
-        return dict(FAST_DEFAULTS)
+        options = {}
     if not isinstance(options, dict):
         raise ConfigError(f"{name} must be a dict or None, got {options!r}")
     unknown = set(options) - set(FAST_DEFAULTS)
     if unknown:
         raise ConfigError(f"{name} has unknown keys {sorted(unknown)}; valid: {sorted(FAST_DEFAULTS)}")
-    merged = {**FAST_DEFAULTS, **options}
-    for key, value in merged.items():
-        check_int(f"{name}[{key!r}]", value, minimum=0 if key in _MAY_BE_ZERO else 1)
-    return merged
+    merged = {
+        key: check_int(f"{name}[{key!r}]", value, minimum=0 if key in _MAY_BE_ZERO else 1)
+        for key, value in {**FAST_DEFAULTS, **options}.items()
+    }
+    return FastOptions(
+        n_samples=merged["n_samples"],
+        n_starts=merged["n_starts"],
+        max_moves=merged["max_moves"],
+        max_checks=merged["max_checks"],
+        n_kicks=merged["n_kicks"],
+        kick_branches=merged["kick_branches"],
+    )
 
 
 def q_values(network: Network, actions: np.ndarray, states: np.ndarray, input_order: str = "action_first",

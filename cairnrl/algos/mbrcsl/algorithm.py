@@ -455,10 +455,11 @@ class MBRCSL(OfflineAlgorithm):
                 observations, rtg, actions = self._dataset_output
                 target = float(self._dataset_returns.max())
             else:
-                observations = self.kept_observations[:, :-1].reshape(-1, self.kept_observations.shape[-1])
-                rtg = returns_to_go(self.kept_rewards).reshape(-1)
-                actions = self.kept_actions.reshape(-1, self.kept_actions.shape[-1])
-                target = float(self.kept_rewards.sum(dim=1).max())
+                kept_observations, kept_actions, kept_rewards = self._kept_rollouts()
+                observations = kept_observations[:, :-1].reshape(-1, kept_observations.shape[-1])
+                rtg = returns_to_go(kept_rewards).reshape(-1)
+                actions = kept_actions.reshape(-1, kept_actions.shape[-1])
+                target = float(kept_rewards.sum(dim=1).max())
             split_seed = spawn_seeds(self.seed, 1, key=_KEYS["split"])[0]
             train, holdout = holdout_split(len(observations), 0.1, split_seed)
             if self.output_batches.epoch == 0 and self.output_batches.position == 0:
@@ -532,14 +533,16 @@ class MBRCSL(OfflineAlgorithm):
         with torch.inference_mode():
             return self.output(obs, rtg).cpu().numpy().astype(self.action_space.dtype)
 
+    def _kept_rollouts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The kept rollouts' ``(observations, actions, rewards)`` (after the rollout phase)."""
+        if self.kept_observations is None or self.kept_actions is None or self.kept_rewards is None:
+            raise DatasetError(f"no rollouts yet: the model is in the {self.phase!r} phase")
+        return self.kept_observations, self.kept_actions, self.kept_rewards
+
     def rollout_dataset(self) -> Dataset:
         """The kept model rollouts as a :class:`~cairnrl.data.Dataset` (after the rollout phase)."""
-        if self.kept_observations is None:
-            raise DatasetError(f"no rollouts yet: the model is in the {self.phase!r} phase")
         return arrays_to_dataset(
-            self.kept_observations,
-            self.kept_actions,
-            self.kept_rewards,
+            *self._kept_rollouts(),
             self.observation_space,
             self.action_space,
             source="MBRCSL kept rollouts",

@@ -105,6 +105,7 @@ class DiffusionPolicy(nn.Module):
         self.normalizer = Standardizer(observation_dim)
         self.noise_net = NoiseNetwork(observation_dim, action_dim, widths, embed_dim)
         betas = cosine_betas(n_steps)
+        self.alpha_bars: torch.Tensor
         self.register_buffer("alpha_bars", torch.cumprod(1.0 - betas, dim=0).float())
 
     def loss(self, observation: torch.Tensor, action: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -179,9 +180,11 @@ class ReturnConditionedPolicy(nn.Module):
         if kind == "gaussian":
             self.net: nn.Module = GaussianActor(observation_dim + 1, action_dim, hidden)
         else:
-            self.net = mlp(observation_dim + 1, hidden, action_dim)
-            nn.init.xavier_uniform_(self.net[-1].weight, gain=0.01)
-            nn.init.zeros_(self.net[-1].bias)
+            body = mlp(observation_dim + 1, hidden, None)
+            head = nn.Linear(hidden[-1] if hidden else observation_dim + 1, action_dim)
+            nn.init.xavier_uniform_(head.weight, gain=0.01)
+            nn.init.zeros_(head.bias)
+            self.net = nn.Sequential(*body, head)
 
     def _inputs(self, observation: torch.Tensor, return_to_go: torch.Tensor) -> torch.Tensor:
         return self.normalizer(torch.cat([observation, return_to_go.reshape(-1, 1)], dim=-1))

@@ -180,6 +180,9 @@ class SEQUOIA(BaseAlgorithm):
     """
 
     algorithm_name = "SEQUOIA"
+    # Arm states and binary action vectors (:meth:`_check_spaces`).
+    observation_space: gym.spaces.MultiDiscrete
+    action_space: gym.spaces.MultiBinary
     default_search_space: ClassVar[dict[str, dict[str, Any]]] = {
         "learning_rate": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True},
         "target_update_interval": {"type": "categorical", "choices": [50, 100, 300, 1000]},
@@ -373,6 +376,12 @@ class SEQUOIA(BaseAlgorithm):
                            "or call set_env()")
         return self.problem
 
+    def _stepped_env(self) -> gym.Env:
+        """The one env SEQUOIA steps (:meth:`_attach_env` accepts only a one-env ``DummyVecEnv``)."""
+        if not isinstance(self.env, DummyVecEnv):
+            raise EnvError("this model has no env: pass env= to the constructor or load(), or call set_env()")
+        return self.env.envs[0]
+
     # ------------------------------------------------------------------ acting
     @property
     def exploration_rate(self) -> float:
@@ -413,7 +422,7 @@ class SEQUOIA(BaseAlgorithm):
     def _run_warm_start(self) -> None:
         problem = self._require_problem()
         rng = self._rngs["warm"]
-        horizon = getattr(self.env.envs[0].unwrapped, "horizon", 20)
+        horizon = getattr(self._stepped_env().unwrapped, "horizon", 20)
         n_random = 50 * horizon if self.warm_start_random_states is None else self.warm_start_random_states
         data = warm_start_dataset(problem, n_random, self.warm_start_random_actions, rng)
         # The warm start is its own phase on screen; the step bar starts after it (see ProgressBar).
@@ -478,7 +487,7 @@ class SEQUOIA(BaseAlgorithm):
         losses = nn.functional.smooth_l1_loss(q_taken, targets, reduction="none")
         loss = (as_tensor(weights) * losses).mean()
         if self.warm_start_anchor and self._warm_net is not None:
-            loss = loss + self.warm_start_anchor * self._anchor_loss(inputs, q_taken, batch)
+            loss = loss + self.warm_start_anchor * self._anchor_loss(self._warm_net, inputs, q_taken, batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_value_(self.q_net.parameters(), self.max_grad_value)
@@ -492,21 +501,23 @@ class SEQUOIA(BaseAlgorithm):
             for key, value in self._targets.last_check.items():
                 self.logger.record(f"targets/check_{key}", value)
 
-    def _anchor_loss(self, inputs: torch.Tensor, q_taken: torch.Tensor, batch: dict[str, np.ndarray]) -> torch.Tensor:
+    def _anchor_loss(
+        self, warm_net: nn.Module, inputs: torch.Tensor, q_taken: torch.Tensor, batch: dict[str, np.ndarray]
+    ) -> torch.Tensor:
         """Squared gap between Q's and the warm-start network's difference between the taken action and another
         replayed action, in the same state (the batch's actions permuted)."""
         permutation = self._rngs["batch"].permutation(batch["action"].shape[0])
         other = torch.as_tensor(np.concatenate([batch["action"][permutation], batch["obs"]], axis=1),
                                 dtype=inputs.dtype, device=self.device)
         with torch.no_grad():
-            myopic_gap = self._warm_net(inputs)[:, 0] - self._warm_net(other)[:, 0]
+            myopic_gap = warm_net(inputs)[:, 0] - warm_net(other)[:, 0]
         return nn.functional.mse_loss(q_taken - self.q_net(other)[:, 0], myopic_gap)
 
     def _learn(self, callback: BaseCallback, log_interval: int) -> None:
         self._require_problem()
         if self.warm_start and not self._warm_started:
             self._run_warm_start()
-        env = self.env.envs[0]
+        env = self._stepped_env()
         while self.num_timesteps < self._total_timesteps:
             seed = spawn_seeds(self.seed, 1, key=(_EPISODE_SEED_KEY, self._episodes_finished))[0]
             observation, _ = env.reset(seed=seed)

@@ -23,7 +23,7 @@ from torch import nn
 from cairnrl.core.validation import check_choice
 from cairnrl.mip.argmax import ArgmaxSolver
 from cairnrl.mip.feasible import FeasibleSet
-from cairnrl.mip.heuristic import fast_argmax, q_values
+from cairnrl.mip.heuristic import FastOptions, fast_argmax, q_values
 
 TARGET_MODES = ("fast", "exact")
 
@@ -70,7 +70,7 @@ class TargetMaximizer:
         feasible_set: FeasibleSet,
         exact_solver: ArgmaxSolver,
         mode: str,
-        fast_options: dict[str, int],
+        fast_options: FastOptions,
         match_tolerance: float,
     ) -> None:
         self.feasible_set = feasible_set
