@@ -1,6 +1,6 @@
 """SEQUOIA (Xu, Wilder, Khalil, Tambe; ICLR 2025): deep Q-learning with a MILP argmax over combinatorial actions.
 
-Spec ``shared/specs/cucb_sequoia.md`` part B; see :mod:`cairnrl.algos.sequoia.algorithm`. The fast maximiser
+See :mod:`cairnrl.algos.sequoia.algorithm` and ``docs/reference-differences.md``. The fast maximiser
 of its TD targets is :func:`cairnrl.mip.heuristic.fast_argmax`.
 """
 

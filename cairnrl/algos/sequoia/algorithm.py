@@ -1,17 +1,18 @@
 """SEQUOIA: deep Q-learning whose argmax over combinatorial actions is a mixed-integer program.
 
 Xu, Wilder, Khalil and Tambe, "Reinforcement Learning with Combinatorial Actions for Coupled Restless Bandits",
-ICLR 2025. Spec: ``shared/specs/cucb_sequoia.md`` part B.
+ICLR 2025 (arXiv 2503.01919); released code ``github.com/lily-x/combinatorial-rmab``.
 
-A Q-network ``Q([a, s])`` (state and binary action vector in, one scalar out, spec B.3) is trained by DQN. Every
+A Q-network ``Q([a, s])`` (state and binary action vector in, one scalar out; section 4.1) is trained by DQN. Every
 greedy action is ``argmax_{a in A} Q([a, s])`` over the problem's feasible set A, found exactly by embedding the
-ReLU network in a MILP together with A (:class:`~cairnrl.mip.ArgmaxSolver`, spec B.4). The loop of spec B.5:
+ReLU network in a MILP together with A (:class:`~cairnrl.mip.ArgmaxSolver`; section 4). The training loop
+(section 4.1, Algorithm 1, as the released ``DQNSolver.train`` runs it):
 
 1. **Warm start** (:mod:`.warm_start`): fit Q to the myopic expected reward on the reference's strategic and
    random (state, action) pairs; copy it into the target network; seed the replay memory with 10 % of the pairs.
 2. **DQN**: per env step, act epsilon-greedily (epsilon = final + (initial - final) exp(-t / decay); the random
    action is the problem's random *feasible* action), store ``(s, a, s', r)`` with ``r`` the expected next-step
-   reward (the paper's variance reduction, spec B.1.1), then take one gradient step on the IS-weighted Huber loss
+   reward (the paper's variance reduction), then take one gradient step on the IS-weighted Huber loss
    against ``r + gamma Q_target(s', argmax_a Q_target(s', a))`` with target answers memoised per next state
    (:mod:`.targets`), clipping gradient values at 5.
 
@@ -19,15 +20,15 @@ Departures from the released code, each deliberate (the reference behaviour stay
 
 * **The target network moves.** The reference soft-updated it with tau = 1e-6 per step (0.2 % drift in 2,000
   steps), so its targets were the warm-start net at its own argmax: about one Bellman backup on top of myopic.
-  Default: a hard copy every ``target_update_interval = 300`` steps, the reference's commented-out option (spec
-  B.12.4). Reference: ``tau=1e-6, target_update_interval=1``.
+  Default: a hard copy every ``target_update_interval = 300`` steps, the reference's commented-out option.
+  Reference: ``tau=1e-6, target_update_interval=1``.
 * **Priorities are updated** with ``|TD error|`` after every gradient step; the reference never updated them, so
   its prioritised replay was uniform with unit weights. Reference: ``replay="uniform"``.
 * **The learning rate stays constant** (``lr_decay=1.0`` per episode); the reference multiplied it by 0.9 per
   episode, down to ~7e-9 by episode 100. Reference: ``lr_decay=0.9``.
 * **Fast targets.** Open-source MILP solves take seconds, so targets default to a batched sampling + local-search
   maximiser checked against the exact solver every ``target_check_interval`` gradient steps, with the measured gap
-  logged (issue 6 section 5). Paper-faithful: ``target_maximizer="exact"``. Measured by ``cairnrl bench
+  logged (see :mod:`.targets`). Paper-faithful: ``target_maximizer="exact"``. Measured by ``cairnrl bench
   sequoia_solvers``: at J = 20 it is 2 ms per state and matched the exact optimum in 80/80 checked states; at
   J >= 40 on the path problem every candidate needs a tour check (a MILP above 12 stations), which makes it slower
   than exact targets: there use ``target_maximizer="exact"`` (and ``relaxed_targets=True`` as the reference).
@@ -40,8 +41,9 @@ Departures from the released code, each deliberate (the reference behaviour stay
 * **Warm-start length.** The reference ran 300 epochs with the learning rate multiplied by 0.9 per epoch: 99.5 %
   of the summed step size falls in the first 50, our default ``warm_start_epochs``.
 * **Rewards, not costs**: Q estimates reward and the MILP maximises; the reference trained on costs and minimised
-  (pitfall B.12.2). The input order is ``[a, s]`` as in the reference (B.12.1).
-* **Bootstrapping at the horizon.** As in the reference (pitfall B.12.3), targets always bootstrap: the coRMAB envs
+  (mixing the two conventions would pick the worst action). The input order is ``[a, s]`` as in the reference,
+  whose MILP encoder assumes the action coordinates come first.
+* **Bootstrapping at the horizon.** As in the reference, targets always bootstrap: the coRMAB envs
   truncate after H steps but never terminate, and Gymnasium's truncation is not a terminal state.
 * **Diagnostics.** Every ``diagnostic_interval`` env steps the number of distinct greedy actions over fixed probe
   states, the mean Q and the Q range across actions are logged (:meth:`SEQUOIA.greedy_diagnostics`), with the mean
@@ -418,7 +420,7 @@ class SEQUOIA(BaseAlgorithm):
                 actions[row] = self.greedy_action(obs)
         return actions, None
 
-    # ------------------------------------------------------------------ warm start (spec B.5 phases 0-1)
+    # ------------------------------------------------------------------ warm start (the released pre-training)
     def _run_warm_start(self) -> None:
         problem = self._require_problem()
         rng = self._rngs["warm"]
@@ -452,7 +454,7 @@ class SEQUOIA(BaseAlgorithm):
             self.logger.record("warm_start/final_loss", self._warm_start_losses[-1])
         self.logger.record("warm_start/transitions", len(data))
 
-    # ------------------------------------------------------------------ training (spec B.5 phase 2)
+    # ------------------------------------------------------------------ training (Algorithm 1, DQN loop)
     def _on_target_changed(self) -> None:
         self._targets.exact_solver.update_network(self.target_net)
         if self.tau == 1.0:

@@ -2,7 +2,7 @@
 
 The reference used torchrl's ``PrioritizedReplayBuffer`` (alpha 0.6, beta 0.4) but never called
 ``update_priority``, so every transition kept the initial priority: sampling was uniform and the importance
-weights were all 1 (spec B.5 "facts", B.12.5). ``mode="prioritized"`` updates priorities with the absolute TD
+weights were all 1. ``mode="prioritized"`` updates priorities with the absolute TD
 error after every gradient step, as prioritised replay intends; ``mode="uniform"`` is the reference's effective
 behaviour.
 

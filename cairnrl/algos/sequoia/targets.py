@@ -1,9 +1,10 @@
 """SEQUOIA's TD-target maximiser ``argmax_{a in A} Q_target(s', a)`` for ``y = r + gamma * Q_target(s', a*)``.
 
-The paper solves one MILP per target (32 per gradient step, Gurobi, spec B.5). With open-source solvers one exact
-solve of the 16-32 network costs 0.5-15 s at J = 20 (spec B.11), so by default the argmax of a target comes from
-the batched sampling + local-search maximiser :func:`cairnrl.mip.heuristic.fast_argmax` scored by the target
-network (issue 6 section 5; a departure from the paper).
+The paper solves one MILP per target (32 per gradient step, with Gurobi; Xu et al., 2025, section 4.1). With
+open-source solvers one exact solve of the 16-32 network costs 0.5-15 s at J = 20 (HiGHS, measured on a 2-core
+machine), so by default the argmax of a target comes from the batched sampling + local-search maximiser
+:func:`cairnrl.mip.heuristic.fast_argmax` scored by the target network. This is a departure from the paper, made
+for speed; ``mode="exact"`` keeps the paper's behaviour.
 
 On a fraction of batches (``check_interval``) the exact maximiser (:class:`~cairnrl.mip.ArgmaxSolver`: the MILP,
 or enumeration of the feasible set where it is small) solves the same states; the gap between the two is logged

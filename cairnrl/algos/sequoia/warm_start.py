@@ -1,8 +1,10 @@
-"""SEQUOIA's warm start (spec B.5 phases 0 and 1): a supervised fit of Q to the myopic expected reward.
+"""SEQUOIA's warm start: a supervised fit of Q to the myopic expected reward, which the released code
+(``get_training_data`` and its pre-training step) runs before the DQN loop of Algorithm 1 (Xu et al., ICLR 2025,
+section 4.1).
 
 Phase 0 builds the reference's dataset of (state, action) pairs, each labelled with the expected next-step reward
-of spec B.1.1 and given one sampled next state (so a tenth of it can seed the replay memory, as the reference
-did):
+(:mod:`cairnrl.envs.cormab.chain`) and given one sampled next state (so a tenth of it can seed the replay memory, as
+the reference did):
 
 * "strategic" states (all 0, all 1, each one-hot, each one-cold; 2 + 2J states in {0, 1}^J) crossed with
   "strategic" actions (all 1, all 0, each one-hot, each one-cold; 2 + 2N) plus 10 random feasible actions;
@@ -10,12 +12,12 @@ did):
   exactly those arms (B random components when N != J, the multiple-interventions problem), 10 random feasible
   actions and the strategic actions.
 
-Infeasible actions (all ones) are part of it on purpose: they widen the input coverage (spec B.5 facts). The
+Infeasible actions (all ones) are part of it on purpose: they widen the input coverage. The
 reference drew multiple-intervention states in {0, 1}; here every problem uses the 4-state draw above.
 
 Phase 1 regresses the network onto the labels with MSE and AdamW (amsgrad), multiplying the learning rate by
 ``lr_decay`` after every epoch as the reference did. Labels are rewards (the reference fitted costs, their
-negation, and minimised; pitfall B.12.2).
+negation, and minimised).
 """
 
 from __future__ import annotations
