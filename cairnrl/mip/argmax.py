@@ -1,12 +1,12 @@
 """The exact maximiser ``argmax_{a in A} Q([a, s])`` of a ReLU Q-network over a combinatorial feasible set.
 
-This is SEQUOIA's action selection (spec B.0, B.4): the network is embedded in a MILP together with the
-environment's feasible set and the MILP is solved to a small absolute gap. :class:`ArgmaxSolver` keeps the network
-weights and a memo of solved states (the reference memoised target solves per next state, spec B.5); the function
+This is SEQUOIA's action selection (Xu et al., ICLR 2025, section 4): the network is embedded in a MILP together with
+the environment's feasible set and the MILP is solved to a small absolute gap. :class:`ArgmaxSolver` keeps the network
+weights and a memo of solved states (the released code memoised target solves per next state); the function
 :func:`argmax_action` is the one-shot form.
 
-Speed measures (issue 6 section 5): tight big-M constants from interval and LP bounds (:mod:`.encoding`), an
-absolute gap tied to the reward scale instead of the reference's 2 % relative gap (spec B.12.10), a time cap that
+Speed measures: tight big-M constants from interval and LP bounds (:mod:`.encoding`), an absolute gap tied to the
+reward scale instead of the reference's 2 % relative gap (see :mod:`.solvers`), a time cap that
 returns the incumbent, and memoisation. When a solve ends with no feasible point at all, the best of
 ``fallback_samples`` random feasible actions (scored by the network) is returned with a
 :class:`SolverFallbackWarning` instead of raising.
@@ -135,11 +135,11 @@ class ArgmaxSolver:
 
     :param q_network: ``torch.nn.Sequential`` of ``Linear``/``ReLU`` layers ending in ``Linear(., 1)``.
     :param env_or_constraints: a coRMAB env, its problem object or a :class:`FeasibleSet`.
-    :param relaxed: use the env's training relaxation (budget only for the path problem, spec B.2(2)).
+    :param relaxed: use the env's training relaxation (budget only for the path problem, as the released code trains).
     :param solver: ``"highs"`` (default), ``"scip"``, ``"ortools"``, ``"gurobi"`` or a :class:`MILPSolver`.
     :param time_limit: seconds per solve before the incumbent is returned; ``None`` for no cap.
     :param abs_gap: absolute optimality gap; ``None`` means ``1e-4 * reward_scale`` of the feasible set.
-    :param rel_gap: relative gap (0 by default, see spec B.12.10).
+    :param rel_gap: relative gap (0 by default, see :mod:`.solvers`).
     :param bound_tightening: ``"lp"`` (interval bounds then two LPs per unstable unit) or ``"interval"``.
     :param maximize: ``True`` for reward-valued Q, ``False`` for the reference's cost-valued network.
     :param input_order: ``"action_first"`` (the reference's ``[a, s]``) or ``"state_first"``.

@@ -1,9 +1,9 @@
 """Declarative feasible sets of combinatorial actions: linear rows over the action and auxiliary variables.
 
 A coRMAB action is a binary vector ``a`` restricted to a set given by linear constraints with auxiliary integer
-variables (spec B.1, B.2). Each environment describes its set once as a :class:`FeasibleSet`; the MILPs of
-:mod:`cairnrl.mip` (the Q-network argmax, the myopic baseline, the Whittle repair) add it to their model, and the
-environment's exact combinatorial check and random feasible sampler travel with it.
+variables (Xu et al., ICLR 2025, section 3). Each environment describes its set once as a :class:`FeasibleSet`; the
+MILPs of :mod:`cairnrl.mip` (the Q-network argmax, the myopic baseline, the Whittle repair) add it to their model, and
+the environment's exact combinatorial check and random feasible sampler travel with it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """A solver-agnostic mixed-integer linear program, built with numpy blocks and handed to any backend.
 
-The SEQUOIA MILPs (spec B.4, B.10) are small: a few hundred columns, assembled once per decision step. Building
-them as arrays (not one Python object per variable) keeps assembly cheap and lets every backend in
-:mod:`cairnrl.mip.solvers` read the same model.
+The SEQUOIA MILPs (Xu et al., ICLR 2025, section 4; :mod:`.encoding`) are small: a few hundred columns, assembled once
+per decision step. Building them as arrays (not one Python object per variable) keeps assembly cheap and lets every
+backend in :mod:`cairnrl.mip.solvers` read the same model.
 """
 
 from __future__ import annotations

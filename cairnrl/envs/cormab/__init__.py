@@ -1,4 +1,5 @@
-"""Combinatorial restless multi-armed bandits (coRMAB, SEQUOIA spec part B): four coupled problems as Gymnasium envs."""
+"""Combinatorial restless multi-armed bandits (coRMAB; Xu et al., ICLR 2025, section 3): four coupled problems as
+Gymnasium envs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Capacity constraints (spec B.2(4), the reference's ``ConstrainedRMAB``).
+"""Capacity constraints (Xu et al., ICLR 2025, section 3; the released ``ConstrainedRMAB``).
 
 ``W = B`` workers have capacities ``c_i ~ U{2..7}``; arm ``j`` costs ``w_j ~ U{2..6}`` of a worker's capacity. An
 action pulls a set of arms that can be split among the workers without exceeding any capacity (a bin-packing

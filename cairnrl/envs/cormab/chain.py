@@ -1,4 +1,5 @@
-"""The per-arm 4-state birth-death chain shared by every coRMAB problem (spec B.1.1).
+"""The per-arm 4-state birth-death chain shared by every coRMAB problem (the released
+``MultiStateRMAB``, used in every experiment of Xu et al., ICLR 2025).
 
 Each arm moves up one state with probability ``p`` and down one otherwise, clipped to ``[0, 3]``; ``p`` depends
 on the action only, not on the state. Rewards form a myopia-breaking table: for the first ``B`` ("good") arms the

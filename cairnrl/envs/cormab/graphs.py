@@ -1,4 +1,4 @@
-"""Transit-like planar graphs for the path-constrained coRMAB problem (spec B.2(2)).
+"""Transit-like planar graphs for the path-constrained coRMAB problem (Xu et al., ICLR 2025, section 3).
 
 The reference used a pickled subgraph of the London Underground, which is not public and would need unpickling.
 Instead the graph is generated deterministically from a seed: stations are uniform points in the unit square and

@@ -1,4 +1,5 @@
-"""Multiple interventions (spec B.2(1), the reference's ``MultiActionRMAB`` with the sigmoid link).
+"""Multiple interventions (Xu et al., ICLR 2025, section 3; the released ``MultiActionRMAB``
+with the sigmoid link).
 
 The action picks at most ``B`` of ``N`` intervention types. Arm ``j`` moves up with probability
 

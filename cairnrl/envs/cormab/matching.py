@@ -1,4 +1,4 @@
-"""Bipartite matching / scheduling (spec B.2(3), the reference's ``SchedulingRMAB``).
+"""Bipartite matching / scheduling (Xu et al., ICLR 2025, section 3; the released ``SchedulingRMAB``).
 
 ``W = B`` workers and ``T = 5`` time slots. Each arm is available in 2 slots and each worker in 3, drawn without
 replacement with slot probabilities sorted ascending for arms and descending for workers (so they are
