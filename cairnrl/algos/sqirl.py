@@ -1,11 +1,13 @@
 """SQIRL: Shallow Q-Iteration via Reinforcement Learning.
 
 Laidlaw, Zhu, Russell and Dragan, "The Effective Horizon Explains Deep RL Performance in Stochastic
-Environments", ICLR 2024 (arXiv 2312.08369). Spec: ``shared/specs/sqirl_snapshot.md`` part A.
+Environments", ICLR 2024 (arXiv 2312.08369), section 3 and Algorithm 1; released code
+``github.com/cassidylaidlaw/effective-horizon`` (``effective_horizon/sb3/algorithms/sqirl.py``).
 
 SQIRL learns a time-indexed policy pi_1..pi_T one stage at a time. In stage ``i`` it collects ``m`` episodes that
 follow the already learned policies for t < i and act uniformly at random from t = i on, so every stored
-transition (t >= i only, pitfall P3) continues with the random policy. It then regresses
+transition (t >= i only: earlier steps followed the learned prefix, so their returns-to-go are not
+random-policy returns) continues with the random policy. It then regresses
 
 * head 0 onto the Monte-Carlo return-to-go: Q^1 = Q^{pi_rand} (the leaf of Algorithm 1);
 * head h >= 1 onto the fitted-Q target r + gamma * max_a' Q^h(s', a') of head h - 1: Q^{h+1} = QVI(Q^h),
@@ -13,23 +15,25 @@ transition (t >= i only, pitfall P3) continues with the random policy. It then r
 and freezes the parameters as pi_i = greedy on the last head, Q^k. k (``planning_depth``) is the number of
 Q-iteration steps the effective horizon says are needed (k = 1: greedy on Q^{pi_rand}).
 
-This follows the authors' practical variant (spec A3) and records its differences from the idealised
-algorithm of A2: one network with k heads and no time input (time dependence comes from the frozen copy per
+This follows the authors' released implementation and records its differences from the idealised
+Algorithm 1 of the paper: one network with k heads and no time input (time dependence comes from the frozen copy per
 stage), all heads trained jointly on the whole replay buffer, no target network (FQI heads bootstrap from the
 online network under ``no_grad``), per-head losses divided by their running mean (``scale_losses``) so the
 high-variance Monte-Carlo head does not dominate, lock-step collection across envs.
 
 Choices where the reference is ambiguous or accidental, each deliberate:
 
-* The learning rate is a constant (the reference evaluates SB3 schedules at the stage index, pitfall P10).
+* The learning rate is a constant (the reference evaluates SB3 schedules at the stage index, where SB3 expects
+  the remaining progress in [0, 1]).
 * ``next_obs`` is stored explicitly; the last step of an episode (termination, truncation or the horizon) is
-  terminal for the fitted-Q targets (P4, P6) - correct for finite-horizon tasks.
+  terminal for the fitted-Q targets - correct for finite-horizon tasks, biased for infinite-horizon tasks cut by a
+  time limit. (The reference's memory-optimised buffer overwrote the terminal next observation.)
 * Training stops once all ``horizon`` stages are learned, or after 10 consecutive stages with no exploratory
-  step (episodes shorter than the stage index), the reference's rule (P12).
+  step (episodes shorter than the stage index), the reference's rule.
 * Episode seeds and exploration actions come from SeedSequence-derived streams that are saved in checkpoints,
   so ``load`` + ``learn(reset_num_timesteps=False)`` continues exactly as an uninterrupted run would.
 * ``predict(deterministic=True)`` at time steps not yet learned uses the current network greedily (as the
-  reference does for mid-training evaluation, P7: such returns partly extrapolate); ``deterministic=False``
+  reference does for mid-training evaluation: such returns partly extrapolate); ``deterministic=False``
   acts uniformly at random there, i.e. it is the data-collection policy.
 """
 
@@ -62,7 +66,8 @@ _MAX_IDLE_STAGES = 10
 
 
 class SQIRLQNetwork(nn.Module):
-    """Q-network with ``k`` heads: output ``[batch, k, n_actions]``; head h estimates Q^{h+1} (spec A3).
+    """Q-network with ``k`` heads: output ``[batch, k, n_actions]``; head h estimates Q^{h+1} (the released code's
+    multi-head network).
 
     With ``separate_networks`` the heads are ``k`` independent networks run in one vmapped forward.
     """
@@ -105,24 +110,28 @@ class SQIRL(BaseAlgorithm):
     :param learning_rate: Adam step size (constant, see module docstring).
     :param batch_size: transitions per gradient step.
     :param n_epochs: gradient steps per stage = ceil(steps collected * n_epochs / batch_size).
-    :param gamma: discount; 1 for finite-horizon tasks (P9).
+    :param gamma: discount; 1 for finite-horizon tasks (the paper's setting; the released runs used 0.99 on sticky
+        MiniGrid and long-horizon Atari).
     :param max_grad_norm: gradient-norm clip.
-    :param scale_losses: divide each head's loss by its running mean (P5).
+    :param scale_losses: divide each head's loss by its running mean (keeps the high-variance Monte-Carlo head from
+        dominating the fitted-Q heads).
     :param loss_scale_smoothing: smoothing factor of that running mean.
     :param use_huber_loss: Huber instead of squared error.
     :param reward_scale: multiplies rewards in all targets.
     :param separate_networks: one network per head instead of a shared body.
     :param net_arch: hidden layer sizes after the observation encoder.
-    :param buffer_size: replay capacity (transitions of all stages are kept, spec A3 difference 2).
+    :param buffer_size: replay capacity (transitions of all stages are kept, as in the released code).
     :param horizon: T, the number of stages; ``None`` reads the env's ``TimeLimit``.
-    :param n_envs: envs stepped in lock-step when ``env`` is an id; ``None`` uses min(8, m) (P2).
+    :param n_envs: envs stepped in lock-step when ``env`` is an id; ``None`` uses min(8, m) (the released
+        runs' setting; all envs share the time step, since the acting network depends on it).
     """
 
     algorithm_name = "SQIRL"
     action_space: gym.spaces.Discrete
     env: DummyVecEnv | None
     _saved_attributes = ("horizon", "_episodes_started", "_idle_stages")
-    # k and m are the knobs the authors tuned (spec A4); the optimiser settings matter on small budgets.
+    # k and m are the knobs the authors tuned in their released experiments; the optimiser settings matter on small
+    # budgets.
     default_search_space: ClassVar[dict[str, dict[str, Any]]] = {
         "planning_depth": {"type": "int", "low": 1, "high": 3},
         "episodes_per_timestep": {"type": "categorical", "choices": [4, 8, 16, 32, 64]},
@@ -242,7 +251,8 @@ class SQIRL(BaseAlgorithm):
 
     @property
     def training_complete(self) -> bool:
-        """True once every stage is learned or the last stages had no exploratory step (P12)."""
+        """True once every stage is learned or the last stages had no exploratory step (the reference's
+        stopping rule)."""
         return (self.horizon is not None and self.stage >= self.horizon) or self._idle_stages >= _MAX_IDLE_STAGES
 
     def _completion_reason(self) -> str:
@@ -294,7 +304,7 @@ class SQIRL(BaseAlgorithm):
                 actions[rows] = self._greedy(observation[rows], int(timestep))
         return actions, timesteps + 1
 
-    # ------------------------------------------------------------------ collection (spec A3 "stage loop")
+    # ------------------------------------------------------------------ collection (one stage of Algorithm 1)
     def _collect_batch(self, n_episodes: int, callback: BaseCallback) -> tuple[list[dict[str, list]], bool]:
         """Run ``n_episodes`` episodes in lock-step; returns their transitions and whether to continue."""
         assert self.env is not None and self.horizon is not None  # learn() checks the env; attaching it sets T
@@ -311,7 +321,8 @@ class SQIRL(BaseAlgorithm):
         return lockstep_episodes(self, envs, seeds, horizon, choose, callback)
 
     def _store(self, episodes: list[dict[str, list]]) -> int:
-        """Store transitions at t >= stage (P3) with their returns-to-go; returns the number stored."""
+        """Store transitions at t >= stage (the random-policy suffix) with their returns-to-go; returns the number
+        stored."""
         stored = 0
         for episode in episodes:
             rewards = np.asarray(episode["reward"], dtype=np.float64)

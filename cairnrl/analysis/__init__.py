@@ -1,4 +1,4 @@
-"""Exact diagnostics of tabular MDPs (spec ``sqirl_snapshot.md`` A8)."""
+"""Exact diagnostics of tabular MDPs (the effective horizon of Laidlaw et al., NeurIPS 2023 and ICLR 2024)."""
 
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ class ImageEncoder(nn.Module):
 
     Large images (both sides >= 36 px) use the Nature DQN stack (Mnih et al., 2015): 8x8/4, 4x4/2, 3x3/1 with
     32, 64, 64 filters. Small images (e.g. MiniGrid grids) use 3x3 convolutions of 32, 64, 64 filters with strides
-    2, 2, 1 as in the SQIRL reference's MiniGrid CNN (spec A4); padding 1 keeps tiny grids valid.
+    2, 2, 1 as in the MiniGrid CNN of SQIRL's released code; padding 1 keeps tiny grids valid.
     """
 
     def __init__(self, space: gym.spaces.Box, features_dim: int = 512) -> None:

@@ -1,10 +1,11 @@
 """Finite-horizon tabular MDPs as Gymnasium envs, and the tabular tasks cairnrl registers.
 
 :class:`TabularMDP` is the exact object of Laidlaw et al., *The Effective Horizon Explains Deep RL Performance in
-Stochastic Environments* (ICLR 2024), spec ``sqirl_snapshot.md`` A1: an episodic MDP with horizon T, stochastic
-transitions p(s'|s, a), a random initial state and optional sticky actions (A5).  It keeps its dynamics as padded
+Stochastic Environments* (ICLR 2024), section 2: an episodic MDP with horizon T, stochastic transitions
+p(s'|s, a), a random initial state and optional sticky actions (the source of stochasticity of their section 4
+experiments).  It keeps its dynamics as padded
 successor lists (for every (s, a): next states, probabilities and rewards), which is what the effective-horizon
-analysis (:mod:`cairnrl.analysis.effective_horizon`, spec A8) consumes; the dense ``P[S, A, S']`` view is built on
+analysis (:mod:`cairnrl.analysis.effective_horizon`) consumes; the dense ``P[S, A, S']`` view is built on
 demand.
 
 The registered tasks (:func:`make_corridor`, :func:`make_trap_chain`) are built here as well.
@@ -80,7 +81,8 @@ def _dense_to_successors(transitions: np.ndarray, rewards: np.ndarray) -> tuple[
 
 
 class TabularMDP(gym.Env):
-    """A finite-horizon tabular MDP env (spec A1): ``Discrete(S)`` observations, ``Discrete(A)`` actions.
+    """A finite-horizon tabular MDP env (Laidlaw et al., ICLR 2024, section 2): ``Discrete(S)`` observations,
+    ``Discrete(A)`` actions.
 
     Args:
         transitions: ``P[S, A, S']``, each ``P[s, a]`` a probability vector.
@@ -89,7 +91,7 @@ class TabularMDP(gym.Env):
         horizon: T; an episode is truncated (``truncated=True``) after T steps.
         terminal_states: optional boolean mask over S; entering a terminal state ends the episode with
             ``terminated=True`` (it is then worth 0).  The initial distribution must not put mass on them.
-        sticky_p: probability of sticky actions (spec A5, A9 P8), same semantics and random stream as
+        sticky_p: probability of sticky actions, same semantics and random stream as
             :class:`cairnrl.envs.StickyActions`; 0 disables them.
         render_mode: ``None`` or ``"ansi"``.
 
@@ -192,7 +194,7 @@ class TabularMDP(gym.Env):
         sticky_p: float = 0.0,
         render_mode: str | None = None,
     ) -> TabularMDP:
-        """A deterministic MDP in the BRIDGE convention of spec A8.
+        """A deterministic MDP in the convention of the BRIDGE dataset files (Laidlaw et al., NeurIPS 2023).
 
         ``next_state[S, A]`` holds next-state indices with ``-1`` meaning "the episode terminates"; terminal
         transitions go to an extra absorbing state with index S (observation space ``Discrete(S + 1)``), marked
@@ -375,7 +377,8 @@ class TabularMDP(gym.Env):
         return state * (self.n_actions + 1) + previous
 
     def sticky_augmented(self, p: float | None = None) -> TabularMDP:
-        """The explicit MDP over (state, previous executed action) pairs of the sticky version (spec A5, A8).
+        """The explicit MDP over (state, previous executed action) pairs of the sticky version (the
+        augmentation of the released sticky-action analysis).
 
         State ``s * (A + 1) + b`` is "in s, previous executed action b", with ``b = A`` the first-step copy that
         has no previous action.  Taking a from (s, b < A) executes a with probability 1 - p and b with
@@ -489,7 +492,7 @@ def make_corridor(
     top, so an episode's return is ``(1 - goal_bonus) · cells_advanced / length + goal_bonus · [goal]`` and the
     optimal return (always forward, which sticky actions cannot spoil since they repeat "forward") is exactly 1.
 
-    Why this shape (Laidlaw et al., ICLR 2024, spec A7, A10: long horizon, k = 1): the uniform random policy
+    Why this shape (long horizon, k = 1; Laidlaw et al., ICLR 2024, section 4): the uniform random policy
     falls within a few steps and reaches the goal with a vanishing probability, yet Q^{π_rand}(s, forward) is
     at least one step reward while a wrong action is worth only its sticky share (``sticky_p`` times the forward
     value), so greedy on Q^{π_rand} is optimal (min_k = 1) with a margin Monte-Carlo returns resolve.  A purely
@@ -513,7 +516,7 @@ def make_corridor(
         horizon: episode length T; default ``round(1.5 * length)``; must be >= length so the goal is reachable.
         n_actions: number of actions (>= 2); all but ``forward_action`` fall.
         forward_action: index of the forward action.
-        sticky_p: sticky-action probability (spec A5).
+        sticky_p: sticky-action probability (0.25 in Laidlaw et al., ICLR 2024, section 4).
         goal_bonus: share of the optimal return paid on reaching the goal, in [0, 1).
     """
     length = _check_int(length, "length", 2)
@@ -565,7 +568,7 @@ def make_trap_chain(n_traps: int = 1, sticky_p: float = 0.0, render_mode: str | 
     terminates), so the horizon is ``2 · n_traps``.  Rewards are divided by ``n_traps`` (optimal return 1
     without sticky actions).  Q^{π_rand} prefers the safe state (mean 0.5 > 1/3), so the greedy policy on it
     (k = 1) earns 0.6 per trap; one more backup, Q², sees the risky state's 1 (Laidlaw et al., ICLR 2024,
-    Definition of k-QVI-solvability, spec A1, A8).
+    section 3, the definition of k-QVI-solvability).
 
     Exact values (``cairnrl.analysis.effective_horizon``): one trap without sticky actions
     (``cairnrl/TwoStepTrap-v0``): J_1 = 0.6, J_2 = 1, random return 5/18, min_k = 2.  With ``sticky_p = 0.25``

@@ -1,8 +1,8 @@
 """Gymnasium wrappers of the env layer: sticky actions.
 
 Sticky actions are the source of stochasticity of the "sticky" BRIDGE MDPs in Laidlaw et al., *The Effective
-Horizon Explains Deep RL Performance in Stochastic Environments* (ICLR 2024), spec
-``sqirl_snapshot.md`` A5 and pitfall A9 P8: with probability ``p`` the *previously executed* action is executed
+Horizon Explains Deep RL Performance in Stochastic Environments* (ICLR 2024), section 4, after Machado et al.
+(JAIR 2018): with probability ``p`` the *previously executed* action is executed
 instead of the chosen one, never on the first step of an episode, with a random stream of its own.
 """
 
@@ -61,7 +61,7 @@ def discrete_action(action: object, space: spaces.Discrete) -> int:
 
 
 class StickyActions(gym.Wrapper):
-    """Repeat the previously *executed* action with probability ``p`` (Laidlaw et al. 2024, spec A5, A9 P8).
+    """Repeat the previously *executed* action with probability ``p`` (Laidlaw et al. 2024, section 4).
 
     The first step after every ``reset`` always executes the chosen action.  Each later step draws one uniform
     number from the wrapper's own generator; if it is below ``p`` the action executed on the previous step is
