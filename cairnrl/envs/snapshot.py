@@ -1,8 +1,8 @@
 """Environment snapshots: capture a Gymnasium env's complete state and restore it into another instance.
 
-Snapshot RL (spec ``sqirl_snapshot.md`` §B2) starts student episodes from states a teacher visited. The
-reference implementation deep-copies whole env objects; here (pitfall P1, §B7) a MuJoCo snapshot is plain
-arrays instead, so it can be saved without pickle, sent to worker processes and restored into *any* env built
+Snapshot RL (Zhao et al., arXiv 2403.00673, 2024) starts student episodes from states a teacher visited. The released
+scripts deep-copy whole env objects, which is exact but slow and cannot be saved without pickle; here a MuJoCo snapshot
+is plain arrays instead, so it can be saved without pickle, sent to worker processes and restored into *any* env built
 from the same id:
 
 * the MuJoCo integration state ``mj_getState(..., mjSTATE_INTEGRATION)``: time, qpos, qvel, act, history
@@ -13,7 +13,8 @@ from the same id:
   env code reads some of them before stepping (see ``_DERIVED_FIELDS``);
 * the state of every wrapper in the Gymnasium stack that affects the next ``step`` (the ``TimeLimit`` elapsed
   step count; the reset flags of ``OrderEnforcing`` and ``PassiveEnvChecker``); episode-statistics wrappers
-  (``RecordEpisodeStatistics``, SB3's ``Monitor``) restart at a restore, as after a reset (pitfall P2);
+  (``RecordEpisodeStatistics``, SB3's ``Monitor``) restart at a restore, as after a reset (otherwise they would
+  carry the teacher's return and length so far);
 * the base env's ``np_random`` generator state (MuJoCo v5 ``step`` does not draw from it, ``reset`` does);
 * the observation and info returned when the state was reached, which a restore returns in place of a reset
   (the reference's ``SaveObservationAndInfo``); this also avoids recomputing observations such as Humanoid's
@@ -109,7 +110,8 @@ class Snapshot:
             step, flattened and concatenated in the order of ``metadata["derived_fields"]``; ``None`` for copies.
         metadata: small JSON: ``kind`` (``"mujoco"`` or ``"copy"``), ``env_id``, the wrapper stack with each
             layer's captured state, model sizes and the base env's ``np_random`` state.
-        value: the teacher's status estimate of this state (§B2: Q1(s, a_teacher) or V(s)), set by
+        value: the teacher's status estimate of this state (Q1(s, a_teacher) for TD3/SAC
+            teachers, V(s) for PPO, as in the released scripts), set by
             :func:`~cairnrl.envs.snapshot_env.collect_snapshots`; used by Status Classification.
     """
 
@@ -222,7 +224,8 @@ def _restore_layer(layer: Any, entry: dict, returned: tuple[Any, dict]) -> None:
         layer.checked_reset = True
         layer._previous_data = returned
     elif cls is RecordEpisodeStatistics:
-        # Episode statistics restart at the restore (pitfall P2): they then measure the student's own segment.
+        # Episode statistics restart at the restore (not the teacher's prefix): they then measure the student's own
+        # segment.
         layer.episode_start_time = time.perf_counter()
         layer.episode_returns = 0.0
         layer.episode_lengths = 0
@@ -298,7 +301,7 @@ def take_snapshot(
     *,
     method: str = "auto",
 ) -> Snapshot:
-    """Capture ``env``'s state (§B2, pitfall P1).
+    """Capture ``env``'s state as arrays (see the module docstring).
 
     Args:
         env: a Gymnasium env that has been reset. Its wrapper stack must consist of supported wrappers (see

@@ -1,6 +1,6 @@
 """S3RL (Snapshot RL with Status Classification and Student Trajectory Truncation) on SB3 students.
 
-Spec ``shared/specs/sqirl_snapshot.md`` part B; see :mod:`cairnrl.algos.s3rl.algorithm`.
+Zhao et al., arXiv 2403.00673 (2024); see :mod:`cairnrl.algos.s3rl.algorithm`.
 """
 
 from cairnrl.algos.s3rl.algorithm import S3RL

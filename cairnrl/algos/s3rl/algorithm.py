@@ -1,34 +1,35 @@
 """S3RL: Snapshot RL with Status Classification and Student Trajectory Truncation, on SB3 TD3/SAC/PPO students.
 
 Zhao, Qian, Wang, Shan and Qin, "Snapshot Reinforcement Learning: Leveraging Prior Trajectories for Efficiency",
-arXiv 2403.00673 (2024). Spec: ``shared/specs/sqirl_snapshot.md`` part B.
+arXiv 2403.00673 (2024); released scripts ``github.com/sdpkjc/snapshotrl`` (one CleanRL-style file per student).
 
-Snapshot RL leaves the learning algorithm untouched and changes only the reset distribution (§B1): for the first
-``snapshot_timesteps`` student steps, episodes start from states a teacher visited (§B2), then training continues
+Snapshot RL leaves the learning algorithm untouched and changes only the reset distribution: for the first
+``snapshot_timesteps`` student steps, episodes start from states a teacher visited, then training continues
 on the original env; evaluation always uses the original env. S3RL stratifies the snapshots by the teacher's
 value with k-means (Status Classification, SC) and cuts student episodes that start from a snapshot after
-``truncate_step`` steps (Student Trajectory Truncation, STT), §B3. The env side lives in
+``truncate_step`` steps (Student Trajectory Truncation, STT). The env side lives in
 :mod:`cairnrl.envs.snapshot_env`; this class drives an SB3 student through the schedule:
 
 * the student is an unmodified SB3 ``SAC``, ``TD3`` or ``PPO`` trained by one ``learn`` call per S3RL ``learn``,
   so its replay buffer (off-policy) and its ``VecNormalize`` statistics (``normalize``, PPO by default) carry over
-  the switch (pitfall P5);
+  the switch (as the reference keeps its replay buffer; one ``VecNormalize`` across the switch keeps the
+  statistics from jumping);
 * the switch happens exactly after ``snapshot_timesteps`` student steps, for all three students
   (:class:`~cairnrl.algos.s3rl.envs.StudentEnv`: the episode in progress is cut as a timeout, then resets are
   plain). The reference checks PPO's switch only at the start of each 2048-step rollout; here a rollout may
   contain both phases, which changes nothing for PPO (rollouts already contain episode ends);
 * STT cuts and the switch cut bootstrap: SB3's vec envs mark ``truncated and not terminated`` as
-  ``TimeLimit.truncated``; SAC/TD3 keep it out of ``done`` (``handle_timeout_termination``, which S3RL does not
-  let you turn off) and PPO adds ``gamma * V(terminal observation)`` to the last reward (pitfall P3; checked by
-  ``tests/algos/test_s3rl.py`` with a normalised PPO student);
+  ``TimeLimit.truncated``; SAC/TD3 keep it out of ``done`` (``handle_timeout_termination``, which S3RL does not let you
+  turn off) and PPO adds ``gamma * V(terminal observation)`` to the last reward (without this S3RL+PPO would treat every
+  STT cut as a terminal state; checked by ``tests/algos/test_s3rl.py`` with a normalised PPO student);
 * observations passed to :meth:`predict` are raw observations of the original env: with ``normalize`` the
   student's running statistics are applied inside, so ``cairnrl.evaluate(model, env_id)`` is correct.
 
 Choices where the reference is ambiguous or tied to its code base, each deliberate:
 
 * Student hyperparameters default to SB3's; :data:`~cairnrl.algos.s3rl.students.PAPER_STUDENT_KWARGS` holds the
-  reference's CleanRL settings (§B4). TD3 gets Gaussian exploration noise 0.1 by default (§B4), as SB3's TD3 has
-  none.
+  reference's CleanRL settings. TD3 gets Gaussian exploration noise 0.1 by default (the reference's CleanRL value), as
+  SB3's TD3 has none.
 * ``truncate_step=None`` (no STT) keeps the env's own time limit counted from the snapshot's elapsed steps; the
   reference's ablation uses ``truncate_step=1000`` instead (both are expressible).
 * The snapshot sampler and the student's episodes are seeded from ``seed``; the snapshot collection from
@@ -90,7 +91,7 @@ _STUDENT_KEY = 0x53335231  # the student's SB3 seed
 _ENV_KEY = 0x53335232  # the student's episode seeds (with the step count, so a resumed run gets fresh ones)
 _SAMPLER_KEY = 0x53335233  # the snapshot samplers
 _COLLECT_KEY = 0x53335234  # the teacher's snapshot collection
-# VecNormalize settings of the reference's PPO (observations and rewards clipped at +-10, §B4).
+# VecNormalize settings of the reference's PPO (observations and rewards clipped at +-10).
 _CLIP = 10.0
 _EPSILON = 1e-8
 
@@ -130,7 +131,7 @@ class _Relay(BaseCallback):
 class S3RL(BaseAlgorithm):
     """Snapshot RL / S3RL around an SB3 student (see the module docstring).
 
-    The issue's form ``S3RL(student="SAC", env="Hopper-v5", teacher=...)`` works with keywords; the first
+    The form ``S3RL(student="SAC", env="Hopper-v5", teacher=...)`` works with keywords; the first
     positional argument is the SB3 policy alias, as for every cairnrl algorithm.
 
     :param policy: the student's SB3 policy alias (``"MlpPolicy"`` or ``"CnnPolicy"``).
@@ -144,22 +145,21 @@ class S3RL(BaseAlgorithm):
     :param snapshots: instead of a teacher, a snapshot file (:func:`~cairnrl.envs.snapshot.save_snapshots`), a
         list of snapshots or a :class:`~cairnrl.envs.snapshot_env.SnapshotCollection` (e.g. from a callable
         teacher with ``value_fn``).
-    :param snapshot_timesteps: length of the snapshot phase in student steps (§B3: 100k of 1M); 0 gives the
+    :param snapshot_timesteps: length of the snapshot phase in student steps (the reference: 100k of 1M); 0 gives the
         vanilla student with the same hyperparameters (the benchmark's baseline arm).
-    :param n_clusters: k of Status Classification (§B3: 6).
-    :param truncate_step: STT's episode length from a snapshot (§B3: 100); ``None`` turns STT off.
+    :param n_clusters: k of Status Classification (6 in the reference's runs).
+    :param truncate_step: STT's episode length from a snapshot (the reference: 100); ``None`` turns STT off.
     :param status_classification: SC on (S3RL) or uniform sampling (the plain SnapshotRL variant).
-    :param teacher_episodes: teacher episodes to snapshot (§B4: 10).
-    :param snapshot_every: env steps between snapshots (§B4: 10).
+    :param teacher_episodes: teacher episodes to snapshot (the reference: 10).
+    :param snapshot_every: env steps between snapshots (the reference: 10).
     :param teacher_keep_best: keep the snapshots of this many best teacher episodes (``None``: all).
     :param snapshot_seed: seed of the teacher's episodes; ``None`` derives it from ``seed``.
     :param student_kwargs: the student's SB3 arguments (JSON, plus ``policy_kwargs`` classes, linear schedules
         and ``train_freq`` tuples; :mod:`cairnrl.algos.s3rl.students`).
-    :param exploration_noise: std of zero-mean Gaussian action noise (in SB3's scaled action space) for an
-        off-policy student (0: none); ``None`` gives 0.1 for TD3 (§B4) and none for SAC. Must be ``None`` for
-        PPO.
+    :param exploration_noise: std of zero-mean Gaussian action noise (in SB3's scaled action space) for an off-policy
+        student (0: none); ``None`` gives 0.1 for TD3 (CleanRL's value) and none for SAC. Must be ``None`` for PPO.
     :param normalize: wrap the student's env in ``VecNormalize`` (observations and rewards, clipped at 10);
-        ``None`` normalises for PPO only (§B4).
+        ``None`` normalises for PPO only (as the reference).
     :param n_envs: number of envs when ``env`` is an id.
     :param cache_dir: folder where trained teachers and snapshot banks are cached (``None``: no cache).
     """

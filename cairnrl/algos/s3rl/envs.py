@@ -1,9 +1,10 @@
-"""The student's env in S3RL: snapshot resets until the phase switch, then the original env (spec §B3 "Schedule").
+"""The student's env in S3RL: snapshot resets until the phase switch, then the original env (the phase schedule of
+Zhao et al., 2024, as the released scripts run it).
 
 The reference switches hard: once the student has taken ``snapshot_timesteps`` steps it builds a fresh original
 env, drops the episode in progress and keeps its replay buffer. :class:`StudentEnv` does the same inside one
 env stack, so SB3's ``learn`` runs uninterrupted (one call: learning-rate schedules, ``VecNormalize`` statistics
-and the replay buffer carry over untouched, pitfall P5):
+and the replay buffer carry over untouched):
 
 * :meth:`StudentEnv.schedule_switch` counts down the student's remaining snapshot-phase steps; the step that
   reaches zero turns the :class:`~cairnrl.envs.snapshot_env.SnapshotEnv`'s snapshot resets off and, if the episode
@@ -11,9 +12,10 @@ and the replay buffer carry over untouched, pitfall P5):
   last stored transition (it bootstraps from the next state, as the reference's next transition starts elsewhere),
   and SB3 treats it as a timeout (``TimeLimit.truncated``): TD3/SAC mask it out of ``done``, PPO adds
   ``gamma * V(terminal observation)``. The next reset is a plain reset of the original env.
-* Episode statistics (pitfall P2): episodes that started from a snapshot report ``info["snapshot_episode"]``,
-  plain episodes ``info["episode"]`` (SB3's ``Monitor`` format, so SB3's ``rollout/ep_rew_mean`` only counts
-  episodes of the original env and stays comparable with a vanilla student's).
+* Episode statistics: an episode that starts mid-way from a snapshot is not comparable with a full episode, so episodes
+  that started from a snapshot report ``info["snapshot_episode"]``, plain episodes ``info["episode"]`` (SB3's
+  ``Monitor`` format, so SB3's ``rollout/ep_rew_mean`` only counts episodes of the original env and stays comparable
+  with a vanilla student's).
 """
 
 from __future__ import annotations

@@ -8,10 +8,10 @@ SB3 users commonly pass into tagged JSON and :func:`decode_sb3_kwargs` turns the
   :mod:`cairnrl.core.sb3_io` stores them;
 * schedules: ``learning_rate``, ``clip_range`` or ``clip_range_vf`` given as an SB3 ``LinearSchedule`` become
   ``{"schedule": "linear", "start": ..., "end": ..., "end_fraction": ...}`` (CleanRL's PPO anneals its
-  learning rate linearly to 0, spec §B4);
+  learning rate linearly to 0);
 * ``train_freq`` given as ``(n, "step" | "episode")``.
 
-:data:`PAPER_STUDENT_KWARGS` holds the students' settings of the S3RL paper's scripts (CleanRL defaults, spec §B4)
+:data:`PAPER_STUDENT_KWARGS` holds the students' settings of the S3RL paper's scripts (CleanRL defaults)
 mapped onto SB3's arguments.
 """
 
@@ -41,7 +41,7 @@ _DEFAULT_BUFFERS = (None, ReplayBuffer, DictReplayBuffer, RolloutBuffer, DictRol
 # SB3 keeps these constructor arguments under another attribute name.
 _ATTRIBUTE_NAMES = {"stats_window_size": "_stats_window_size"}
 
-#: Student settings of the reference scripts (CleanRL defaults, spec §B4) in SB3's terms. SB3's SAC has one
+#: Student settings of the reference scripts (CleanRL defaults) in SB3's terms. SB3's SAC has one
 #: learning rate for actor and critics (CleanRL: 3e-4 and 1e-3); CleanRL's SAC updates the actor twice every
 #: second step, SB3's once every step (the same number of actor updates). TD3's exploration noise of 0.1 is
 #: S3RL's ``exploration_noise`` default for TD3.
@@ -89,7 +89,7 @@ def check_sb3_kwargs(cls: type[SB3Algorithm], kwargs: Any, parameter: str = "stu
     encode_sb3_kwargs(kwargs, parameter)  # raises for values that could not be saved
     buffer_kwargs = kwargs.get("replay_buffer_kwargs")
     if isinstance(buffer_kwargs, Mapping) and buffer_kwargs.get("handle_timeout_termination", True) is not True:
-        # Pitfall P3: STT cuts are timeouts and must bootstrap, which SB3 does only with this flag on.
+        # STT cuts are timeouts, not terminal states, and must bootstrap, which SB3 does only with this flag on.
         raise ConfigError(f"{parameter}['replay_buffer_kwargs']['handle_timeout_termination'] must stay True")
     return kwargs
 
