@@ -1,9 +1,9 @@
 """D4RL's flat, step-aligned format: read and write HDF5 and NPZ files without importing ``d4rl``.
 
-A D4RL file holds ``observations`` (N, obs_dim), ``actions``, ``rewards`` ((N,) or (N, 1)), ``terminals``,
-usually ``timeouts``, sometimes ``next_observations``, plus ``infos/*`` and ``metadata/*`` (spec
-``dualrl_mbrcsl.md`` §5.1). Turning that into whole episodes means deciding where episodes end and what each
-episode's final observation is. The quirks, and what :func:`from_d4rl_arrays` does about each:
+A D4RL file holds ``observations`` (N, obs_dim), ``actions``, ``rewards`` ((N,) or (N, 1)), ``terminals``, usually
+``timeouts``, sometimes ``next_observations``, plus ``infos/*`` and ``metadata/*`` (Fu et al., D4RL, arXiv 2004.07219;
+its ``offline_env.py``). Turning that into whole episodes means deciding where episodes end and what each episode's
+final observation is. The quirks, and what :func:`from_d4rl_arrays` does about each:
 
 1. **Episode ends** are rows with ``terminals`` or ``timeouts`` set. Files written before ``timeouts`` existed
    (v0) mark only terminals; pass ``max_episode_steps`` (1000 for locomotion) to also cut every that many steps.

@@ -10,7 +10,7 @@ Layout (Minari's per-episode semantics, stored flat so slicing and sampling are 
 
 Step ``t`` of episode ``e`` is the transition ``(observations[t + e], actions[t], rewards[t],
 observations[t + e + 1], terminations[t])`` with ``t`` a flat step index. A truncation is *not* a terminal:
-algorithms bootstrap through it (spec ``dualrl_mbrcsl.md`` §5.1, §5.3).
+algorithms bootstrap through it (as D4RL's ``timeouts`` and Minari's ``truncations`` intend).
 """
 
 from __future__ import annotations
@@ -274,8 +274,8 @@ class Dataset:
     def returns_to_go(self, gamma: float = 1.0) -> np.ndarray:
         """Per step, the (discounted) sum of rewards from this step to the end of its episode, inclusive.
 
-        With ``gamma = 1`` this is the ``rtgs`` column of return-conditioned supervised learning (MBRCSL, spec
-        §5.4): ``rtg[t] = sum_{t' >= t} r[t']``.
+        With ``gamma = 1`` this is the ``rtgs`` column of return-conditioned supervised learning (MBRCSL, Zhou
+        et al., ICLR 2024): the sum of future rewards including the current step, ``rtg[t] = sum_{t' >= t} r[t']``.
         """
         if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0.0 < gamma <= 1.0:
             raise ConfigError(f"gamma must be a number in (0, 1], got {gamma!r}")

@@ -1,6 +1,6 @@
 """Minari dataset folders (HDF5 storage), read and written with h5py alone.
 
-Layout, as the ``minari`` package (0.5.x) reads and writes it (peers spec §3.1)::
+Layout, as the ``minari`` package (0.5.x) reads and writes it (Minari documentation, minari.farama.org)::
 
     <dataset>/data/metadata.json     dataset_id, total_episodes, total_steps, data_format="hdf5",
                                      observation_space / action_space (JSON strings), minari_version, ...

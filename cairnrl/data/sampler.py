@@ -137,8 +137,9 @@ class TransitionSampler(_SeededSampler):
 class SegmentSampler(_SeededSampler):
     """Batches of length-``segment_length`` trajectory segments with (discounted) returns-to-go.
 
-    Return-to-go is computed over the *whole* episode before cutting segments, so ``returns_to_go[b, 0]`` is
-    the return still to come from the segment's first step (spec ``dualrl_mbrcsl.md`` §5.4).
+    Return-to-go is computed over the *whole* episode before cutting segments, so ``returns_to_go[b, 0]`` is the return
+    still to come from the segment's first step (as return-conditioned supervised learning conditions on it; MBRCSL,
+    Zhou et al., ICLR 2024).
     """
 
     def __init__(

@@ -1,4 +1,5 @@
-"""D4RL reference scores and the normalized score (spec ``dualrl_mbrcsl.md`` §5.2, from D4RL ``d4rl/infos.py``).
+"""D4RL reference scores and the normalized score (Fu et al., D4RL, arXiv 2004.07219; the values of
+``d4rl/infos.py``).
 
 ``normalized = 100 * (R - REF_MIN) / (REF_MAX - REF_MIN)``, with REF_MIN the return of a random policy and
 REF_MAX that of D4RL's expert. For MuJoCo locomotion the constants are the same for every dataset kind and
