@@ -56,7 +56,7 @@ _OFF_POLICY_CONTINUOUS: SearchSpace = {
     "policy_kwargs.net_arch": {"type": "categorical", "choices": [[64, 64], [256, 256], [400, 300]]},
 }
 
-# Modest spaces in the spirit of rl-baselines3-zoo's ``hyperparams_opt.py`` (spec peers.md §1.5), restricted to
+# Modest spaces in the spirit of rl-baselines3-zoo's ``hyperparams_opt.py`` (Raffin, RL Baselines3 Zoo), restricted to
 # JSON-representable constructor arguments so a tuned configuration is a plain config file. The zoo's coupled
 # choices (gradient_steps = train_freq, TD3's action-noise std) cannot be expressed per parameter and are left out.
 SB3_SEARCH_SPACES: dict[str, SearchSpace] = {

@@ -124,7 +124,8 @@ class StudySettings:
         seed = spawn_seeds(self.sampler_seed, 1, key=(_SAMPLER_SEED_KEY, worker))[0]
         if self.sampler == "random":
             return optuna.samplers.RandomSampler(seed=seed)
-        # multivariate TPE + constant liar (peers.md §8.2): running trials count as bad so parallel workers spread.
+        # multivariate TPE + constant liar (Optuna's TPESampler; Ginsbourger et al., 2010): running trials count as bad
+        # so parallel workers spread.
         return optuna.samplers.TPESampler(
             seed=seed, n_startup_trials=self.n_startup_trials, multivariate=True, constant_liar=True
         )
