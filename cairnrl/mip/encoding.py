@@ -1,5 +1,5 @@
 """Encode a ReLU MLP ``Q([a, s])`` at a fixed state ``s`` as MILP rows over the action ``a`` (SEQUOIA, Xu et al.,
-ICLR 2025, section 4; the tight big-M form of Tjeng, Xiao and Tedrake, ICLR 2019, section 4.1).
+ICLR 2025, section 4; the tight big-M form of Tjeng, Xiao and Tedrake, ICLR 2019).
 
 For a fixed state the state part of the first layer folds into constants, so only the action binaries (plus the
 feasible set's auxiliaries) are decision variables. Each hidden unit ``y = max(z, 0)`` with pre-activation bounds
