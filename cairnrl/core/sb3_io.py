@@ -23,6 +23,7 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm as SB3Algorithm
 from stable_baselines3.common.buffers import DictReplayBuffer, DictRolloutBuffer, ReplayBuffer, RolloutBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import TrainFreq
 from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule
 
@@ -163,6 +164,30 @@ def decode_sb3_kwargs(encoded: Mapping[str, Any], parameter: str = "kwargs") -> 
         decoded[key] = value
     return decoded
 
+
+def build_policy(
+    class_name: str,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    policy_kwargs: Mapping[str, Any],
+    policy: str = "MlpPolicy",
+) -> BasePolicy:
+    """The SB3 policy ``policy`` of algorithm ``class_name`` built from its spaces and JSON ``policy_kwargs``
+    (:func:`policy_kwargs_to_json`), ready for ``load_state_dict``: a policy without its algorithm, e.g. to act
+    with saved weights. Raises :class:`CheckpointError` when the arguments do not build one."""
+    cls = SB3_CLASSES.get(class_name)
+    if cls is None or policy not in cls.policy_aliases:
+        raise CheckpointError(f"no SB3 policy {policy!r} for algorithm {class_name!r}; expected one of "
+                              f"{sorted(SB3_CLASSES)} with its policy aliases")
+    try:
+        return cls.policy_aliases[policy](
+            observation_space, action_space, lr_schedule=ConstantSchedule(0.0), **policy_kwargs_from_json(
+                dict(policy_kwargs)
+            )
+        )
+    except (TypeError, ValueError, AssertionError) as error:
+        raise CheckpointError(f"{class_name} {policy} cannot be built with policy_kwargs {dict(policy_kwargs)} "
+                              f"({error})") from error
 
 
 _BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
