@@ -59,6 +59,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from stable_baselines3.common.base_class import BaseAlgorithm as SB3Algorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.sac.policies import SACPolicy
 
@@ -182,7 +183,7 @@ def _resume_step(folder: Path | None) -> int:
         raise CheckpointError(f"{folder / 'meta.json'}: no valid num_timesteps ({error})") from error
 
 
-def _save_resume(model: SB3Algorithm, algorithm: str, run_dir: Path) -> None:
+def _save_resume(model: SB3Algorithm, algorithm: str, run_dir: Path, *, pending_update: bool) -> None:
     temporary, resume, previous = (run_dir / f"{RESUME_DIR}{suffix}" for suffix in (".tmp", "", ".old"))
     for stale in (temporary, previous):
         if stale.exists():
@@ -199,7 +200,7 @@ def _save_resume(model: SB3Algorithm, algorithm: str, run_dir: Path) -> None:
             state[name] = getattr(model, name).detach().cpu().clone()
     torch.save(state, temporary / "optim.pt")
     meta: dict[str, Any] = {"num_timesteps": int(model.num_timesteps),
-                            "n_updates": int(getattr(model, "_n_updates", 0))}
+                            "n_updates": int(getattr(model, "_n_updates", 0)), "pending_update": pending_update}
     buffer = getattr(model, "replay_buffer", None)
     if buffer is not None:
         filled = buffer.buffer_size if buffer.full else buffer.pos
@@ -213,14 +214,16 @@ def _save_resume(model: SB3Algorithm, algorithm: str, run_dir: Path) -> None:
         shutil.rmtree(previous)
 
 
-def _restore(model: SB3Algorithm, algorithm: str, folder: Path, *, weights_only: bool = False) -> None:
-    """Load a resume state into ``model`` (only the policy and counters with ``weights_only``)."""
+def _restore(model: SB3Algorithm, algorithm: str, folder: Path, *, weights_only: bool = False) -> bool:
+    """Load a resume state into ``model`` (only the policy and counters with ``weights_only``); returns whether
+    the state was saved before the gradient step of its last env step (true of states without the flag, which
+    the first runs of this layout saved from a callback)."""
     try:
         meta = _read_json(folder / "meta.json", "the resume counters meta.json")
         model.policy.load_state_dict(load_file(str(folder / "policy.safetensors")))
         model.num_timesteps = int(meta["num_timesteps"])
         if weights_only:
-            return
+            return False
         state = torch.load(folder / "optim.pt", weights_only=True)
         for key, name in _OPTIMIZERS[algorithm].items():
             optimizer = attrgetter(name)(model)
@@ -242,6 +245,7 @@ def _restore(model: SB3Algorithm, algorithm: str, folder: Path, *, weights_only:
             buffer.pos = int(meta.get("buffer_pos", model.num_timesteps))
             buffer.full = bool(meta.get("buffer_full", False))
         model._n_updates = int(meta.get("n_updates", 0))  # SB3 keeps no public setter for the update counter
+        return bool(meta.get("pending_update", True))
     except CheckpointError:
         raise
     except _DAMAGED as error:
@@ -289,12 +293,21 @@ class _Checkpoints(BaseCallback):
     """Evaluate + snapshot every ``eval_every`` steps (and at the budget), save the resume state every
     ``checkpoint_every`` steps."""
 
-    def __init__(self, run_dir: Path, config: dict[str, Any], history: list[dict[str, float]], eval_env: gym.Env):
+    def __init__(self, run_dir: Path, config: dict[str, Any], history: list[dict[str, float]], eval_env: gym.Env,
+                 stop_at: int, pending_update: bool) -> None:
         super().__init__()
         self.run_dir, self.config, self.history, self.eval_env = run_dir, config, history, eval_env
+        self.stop_at, self.pending_update = stop_at, pending_update
         self.wall_offset = float(history[-1].get("wall_s", 0.0)) if history else 0.0
         self.started = time.time()
-        self.saved_at = -1
+
+    def _on_training_start(self) -> None:
+        # A resume state saved during learn() precedes the gradient step of its env step (SB3 trains after the
+        # callback); make that step now, so a continued run makes as many updates as an uninterrupted one.
+        model = self.model
+        if (self.pending_update and isinstance(model, OffPolicyAlgorithm) and model.gradient_steps > 0
+                and model.num_timesteps > model.learning_starts):
+            model.train(gradient_steps=model.gradient_steps, batch_size=model.batch_size)
 
     def _on_step(self) -> bool:
         step, config = self.num_timesteps, self.config
@@ -309,9 +322,8 @@ class _Checkpoints(BaseCallback):
             self.history.append({"step": step, "mean_return": sampled.mean, "std_return": sampled.std,
                                  "det_return": mean.mean, "wall_s": self.wall_offset + time.time() - self.started})
             _write_json(self.run_dir / HISTORY_FILE, self.history)
-        if step % config["checkpoint_every"] == 0:
-            _save_resume(self.model, config["algorithm"], self.run_dir)
-            self.saved_at = step
+        if step % config["checkpoint_every"] == 0 and step != self.stop_at:  # the last one is saved after learn
+            _save_resume(self.model, config["algorithm"], self.run_dir, pending_update=True)
         return True
 
 
@@ -411,13 +423,13 @@ def train_teacher(
             if int(path.stem.removeprefix("step_")) > start:
                 path.unlink()
         model = _new_model(config, env, device)
+        pending = False
         if resume is not None:
-            _restore(model, algorithm, resume)
+            pending = _restore(model, algorithm, resume)
             model.set_random_seed(spawn_seeds(seed, 1, key=(_RESUME_SEED_KEY, start))[0])
-        callback = _Checkpoints(run_dir, config, history, eval_env)
+        callback = _Checkpoints(run_dir, config, history, eval_env, start + steps, pending)
         model.learn(total_timesteps=steps, callback=callback, reset_num_timesteps=False, progress_bar=progress_bar)
-        if callback.saved_at != model.num_timesteps:
-            _save_resume(model, algorithm, run_dir)
+        _save_resume(model, algorithm, run_dir, pending_update=False)
     finally:
         env.close()
         eval_env.close()

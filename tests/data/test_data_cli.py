@@ -50,7 +50,8 @@ def test_errors_are_one_line_and_exit_2(tmp_path, make_flat, hdf5_writer, capsys
     assert "unknown dataset recipe" in capsys.readouterr().err
 
 
-def test_collect_and_make(tmp_path, capsys):
+def test_collect_and_make(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("cairnrl.data.recipes.TEACHERS_ROOT", tmp_path / "no-committed-teachers")
     out = tmp_path / "pendulum"
     assert main(["data", "collect", "Pendulum-v1", "--episodes", "1", "--seed", "4", "--out", str(out),
                  "--no-progress"]) == 0
@@ -63,8 +64,8 @@ def test_collect_and_make(tmp_path, capsys):
     random_data = load(made / "hopper-random")
     assert random_data.num_steps == 60 and random_data.metadata["recipe"]["kind"] == "random"
     replay = load(made / "hopper-medium-replay")
-    teacher_dir = made / "teachers" / "hopper-sac-budget200-seed0"
-    assert replay.num_steps == replay.metadata["teacher"]["medium_step"]
+    teacher_dir = made / "teachers" / "hopper-sac-budget200-seed0" / "teacher"
+    assert replay.num_steps == replay.metadata["teacher"]["medium"]["step"]
     assert main(["data", "collect", "Hopper-v5", "--policy", str(teacher_dir), "--which", "medium", "--steps", "30",
                  "--out", str(tmp_path / "medium.npz"), "--no-progress"]) == 0
     assert load(tmp_path / "medium.npz").num_steps == 30
