@@ -226,7 +226,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="SAC training steps of a teacher trained here when none is committed")
     make.add_argument("--steps", type=positive_int, default=1_000_000, help="steps per random/medium/expert part")
     make.add_argument("--seed", type=int, default=0)
-    make.add_argument("--eval-every", type=positive_int, help="steps between teacher evaluations (default budget/100)")
+    make.add_argument("--eval-every", type=positive_int, help="steps between evaluations of a teacher trained here "
+                                                                "(default budget/20)")
     make.add_argument("--eval-episodes", type=positive_int, default=5)
     make.add_argument("--deterministic", action="store_true", help="collect with the SAC mean action")
     make.add_argument("--device", default="cpu")

@@ -189,12 +189,15 @@ def make_dataset(
     :param teacher_dir: train (or reuse) a teacher in this work folder with :func:`obtain_teacher` instead of
         using the committed one; with neither a teacher nor a committed one, a teacher is trained in a
         temporary folder.
-    :param eval_every: evaluation period of a teacher trained here (default ``budget // 100``).
+    :param eval_every: evaluation period of a teacher trained here (default ``budget // 20``: fewer evaluations
+        than a long run's, which matter at the small budgets trained here).
     :param deterministic: act with the SAC mean instead of sampling when collecting medium/expert data
         (medium-replay is always collected with sampled actions, as SAC explores).
     """
     recipe = parse_recipe(name)
     n_steps = check_int("n_steps", n_steps, minimum=1)
+    budget = check_int("budget", budget, minimum=2)
+    eval_every = max(1, budget // 20) if eval_every is None else eval_every
     seed = check_seed(seed)
     random_seed, medium_seed, expert_seed = spawn_seeds(seed, 3, key=_RECIPE_SEED_KEY)
     if isinstance(teacher, (str, Path)):
@@ -204,7 +207,7 @@ def make_dataset(
     if recipe.needs_teacher and teacher is None:
         committed = committed_teacher(recipe.env) if teacher_dir is None else None
         teacher = Teacher.load(committed) if committed is not None else obtain_teacher(
-            recipe.env_id, check_int("budget", budget, minimum=2), seed, teacher_dir, eval_every=eval_every,
+            recipe.env_id, budget, seed, teacher_dir, eval_every=eval_every,
             eval_episodes=eval_episodes, device=device, progress_bar=progress_bar,
         )
     if teacher is not None and teacher.env_id != recipe.env_id:
