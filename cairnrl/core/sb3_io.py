@@ -190,7 +190,8 @@ def build_policy(
                               f"({error})") from error
 
 
-_BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+#: The arrays of an SB3 (single-env) replay buffer that resuming training needs.
+REPLAY_BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 _VEC_NORMALIZE_SETTINGS = ("training", "norm_obs", "norm_reward", "clip_obs", "clip_reward", "gamma", "epsilon")
 
 
@@ -211,7 +212,7 @@ def training_state(model: SB3Algorithm) -> tuple[dict[str, Any], ckpt.TensorGrou
     buffer = getattr(model, "replay_buffer", None)
     if buffer is not None:
         filled = buffer.buffer_size if buffer.full else buffer.pos
-        fields = [field for field in _BUFFER_FIELDS if getattr(buffer, field, None) is not None]
+        fields = [field for field in REPLAY_BUFFER_FIELDS if getattr(buffer, field, None) is not None]
         groups["replay_buffer"] = {field: getattr(buffer, field)[:filled] for field in fields}
         meta["replay_buffer"] = {"pos": int(buffer.pos), "full": bool(buffer.full)}
     normalizer = model.get_vec_normalize_env()

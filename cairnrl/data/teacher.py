@@ -42,7 +42,6 @@ import os
 import pickle
 import shlex
 import shutil
-import tempfile
 import time
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -57,6 +56,7 @@ import stable_baselines3 as sb3
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from safetensors.torch import save as save_safetensors
 from stable_baselines3.common.base_class import BaseAlgorithm as SB3Algorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -64,7 +64,14 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.sac.policies import SACPolicy
 
 from cairnrl.core.evaluation import evaluate
-from cairnrl.core.sb3_io import SB3_CLASSES, SpacesOnlyEnv, build_policy, decode_sb3_kwargs, encode_sb3_kwargs
+from cairnrl.core.sb3_io import (
+    REPLAY_BUFFER_FIELDS,
+    SB3_CLASSES,
+    SpacesOnlyEnv,
+    build_policy,
+    decode_sb3_kwargs,
+    encode_sb3_kwargs,
+)
 from cairnrl.core.seeding import check_seed, spawn_seeds
 from cairnrl.core.spaces import space_from_json, space_to_json
 from cairnrl.core.validation import check_float, check_int
@@ -86,7 +93,6 @@ _OPTIMIZERS = {
     "PPO": {"policy": "policy.optimizer"},
 }
 _VARIABLES = {"SAC": ("log_ent_coef",)}  # trained tensors outside the policy (present with ent_coef="auto")
-_BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 # Settings that must agree when a run directory is continued.
 _RUN_KEYS = ("env_id", "algorithm", "budget", "seed", "hyperparameters", "eval_every", "eval_episodes",
              "deterministic_eval_episodes", "checkpoint_every")
@@ -204,7 +210,7 @@ def _save_resume(model: SB3Algorithm, algorithm: str, run_dir: Path, *, pending_
     buffer = getattr(model, "replay_buffer", None)
     if buffer is not None:
         filled = buffer.buffer_size if buffer.full else buffer.pos
-        np.savez(temporary / "buffer.npz", **{name: getattr(buffer, name)[:filled] for name in _BUFFER_FIELDS})
+        np.savez(temporary / "buffer.npz", **{name: getattr(buffer, name)[:filled] for name in REPLAY_BUFFER_FIELDS})
         meta["buffer_pos"], meta["buffer_full"] = int(buffer.pos), bool(buffer.full)
     (temporary / "meta.json").write_text(json.dumps(meta))
     if resume.exists():
@@ -236,7 +242,7 @@ def _restore(model: SB3Algorithm, algorithm: str, folder: Path, *, weights_only:
         buffer = getattr(model, "replay_buffer", None)
         if buffer is not None:
             with np.load(folder / "buffer.npz", allow_pickle=False) as arrays:
-                for name in _BUFFER_FIELDS:
+                for name in REPLAY_BUFFER_FIELDS:
                     target, values = getattr(buffer, name), arrays[name]
                     if values.shape[1:] != target.shape[1:] or len(values) > len(target):
                         raise CheckpointError(f"{folder / 'buffer.npz'}: {name} has shape {values.shape}, the "
@@ -545,7 +551,10 @@ def publish_teacher(
                 "det_normalized": None if entry.get("det_return") is None else _score(env_id, entry["det_return"])}
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
     try:
         files = {}
         for step in sorted({choice.expert_step, choice.medium_step, *choice.replay_steps}):
@@ -558,7 +567,7 @@ def publish_teacher(
                      if key.startswith("actor.")}
             if not actor:
                 raise CheckpointError(f"{source}: no actor.* tensors; not a SAC policy snapshot")
-            save_file(actor, str(staging / _actor_file(step)))
+            (staging / _actor_file(step)).write_bytes(save_safetensors(actor))
             files[_actor_file(step)] = _sha256(staging / _actor_file(step))
         hyperparameters = config["hyperparameters"]
         info = {
@@ -569,7 +578,7 @@ def publish_teacher(
             "sb3_version": config["sb3_version"],
             "command": config["command"],
             "run": {key: config[key] for key in (*_RUN_KEYS, "sb3_seed", "eval_seed") if key != "env_id"},
-            "trained_steps": _resume_step(_resume_dir(run_dir)),
+            "trained_steps": max(_resume_step(_resume_dir(run_dir)), *by_step),
             "observation_space": config["observation_space"],
             "action_space": config["action_space"],
             "policy_kwargs": hyperparameters.get("policy_kwargs", {}),
