@@ -20,9 +20,9 @@ seed in minutes; another published teacher can be passed instead. Without one, a
 (:func:`obtain_teacher`, resumable in its work folder) and published first -- practical only at small budgets.
 
 **medium-replay departs from D4RL.** D4RL's medium-replay is the replay buffer of the run that produced the medium
-policy, up to that policy (Fu et al. 2020, Section 5). A 1M-step buffer is far too large to commit, so it is
-regenerated instead: ``warmup_steps`` (SAC's ``learning_starts``) of uniformly random actions, as the run began,
-then rollouts of each of the teacher's replay snapshots (evenly spaced up to the medium one) with stochastic
+policy, up to that policy (Fu et al. 2020, the Gym-MuJoCo datasets). A 1M-step buffer is far too large to commit,
+so it is regenerated instead: ``warmup_steps`` (SAC's ``learning_starts``) of uniformly random actions, as the run
+began, then rollouts of each of the teacher's replay snapshots (evenly spaced up to the medium one) with stochastic
 actions, each for an equal share of the remaining steps, ``medium_step`` steps in all. Behaviour inside each
 share is that of one snapshot rather than of a policy changing at every gradient step, and each share's last
 episode is cut by the step budget (marked truncated); the spread of skill from random to medium is kept.

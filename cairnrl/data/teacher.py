@@ -23,7 +23,7 @@ small enough to commit (float32 actor weights of a (256, 256) SAC policy take ab
 
 * **expert** = the snapshot with the best stochastic evaluation return;
 * **medium** = the snapshot, no later than the expert, whose return is closest to
-  ``R_random + (R_expert - R_random) / 3`` (D4RL, Fu et al. 2020, Section 5: "medium" is a policy trained to
+  ``R_random + (R_expert - R_random) / 3`` (D4RL, Fu et al. 2020: "medium" is a policy trained to
   about a third of the expert's performance; interpolating from the random policy's return keeps this meaningful
   when returns can be negative);
 * **replay** = ``n_replay`` snapshots evenly spaced up to the medium one, from which medium-replay data is
