@@ -233,3 +233,16 @@ def _part_seed(index: int) -> int:
     from cairnrl.data.recipes import _RECIPE_SEED_KEY
 
     return spawn_seeds(0, 3, key=_RECIPE_SEED_KEY)[index]
+
+
+def test_the_committed_teacher_is_the_default(teacher, tmp_path, monkeypatch):
+    shutil.copytree(teacher.path, tmp_path / "hopper")
+    monkeypatch.setattr("cairnrl.data.recipes.TEACHERS_ROOT", tmp_path)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the committed teacher should have been used")
+
+    monkeypatch.setattr("cairnrl.data.recipes.train_teacher", no_training)
+    medium = make_dataset("hopper-medium", n_steps=50)
+    assert medium.metadata["teacher"]["path"] == str(tmp_path / "hopper")
+    assert medium.metadata["teacher"]["medium"]["step"] == teacher.medium_step
