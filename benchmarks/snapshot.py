@@ -167,10 +167,10 @@ def runs(quick: bool) -> list[RunSpec]:
 def teacher_return(env_id: str, spec: dict[str, Any], cache: Path, episodes: int) -> float:
     """Train (once, cached) the teacher of ``spec`` and return its mean deterministic evaluation return."""
     from cairnrl import evaluate
-    from cairnrl.algos.s3rl import teacher_fingerprint, train_teacher
+    from cairnrl.algos.s3rl import load_teacher, teacher_fingerprint
 
     with exclusive_lock(cache / "teacher.lock"):
-        teacher = train_teacher(env_id, spec, cache_dir=cache, device="cpu")
+        teacher = load_teacher(spec, env_id, cache_dir=cache, device="cpu")
         path = cache / f"teacher-return-{teacher_fingerprint(teacher)}.json"
         if not path.exists():
             result = evaluate(teacher, env_id, n_episodes=max(episodes, 10), seed=0)

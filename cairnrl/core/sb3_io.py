@@ -23,6 +23,7 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm as SB3Algorithm
 from stable_baselines3.common.buffers import DictReplayBuffer, DictRolloutBuffer, ReplayBuffer, RolloutBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import TrainFreq
 from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule
 
@@ -164,8 +165,33 @@ def decode_sb3_kwargs(encoded: Mapping[str, Any], parameter: str = "kwargs") -> 
     return decoded
 
 
+def build_policy(
+    class_name: str,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    policy_kwargs: Mapping[str, Any],
+    policy: str = "MlpPolicy",
+) -> BasePolicy:
+    """The SB3 policy ``policy`` of algorithm ``class_name`` built from its spaces and JSON ``policy_kwargs``
+    (:func:`policy_kwargs_to_json`), ready for ``load_state_dict``: a policy without its algorithm, e.g. to act
+    with saved weights. Raises :class:`CheckpointError` when the arguments do not build one."""
+    cls = SB3_CLASSES.get(class_name)
+    if cls is None or policy not in cls.policy_aliases:
+        raise CheckpointError(f"no SB3 policy {policy!r} for algorithm {class_name!r}; expected one of "
+                              f"{sorted(SB3_CLASSES)} with its policy aliases")
+    try:
+        return cls.policy_aliases[policy](
+            observation_space, action_space, lr_schedule=ConstantSchedule(0.0), **policy_kwargs_from_json(
+                dict(policy_kwargs)
+            )
+        )
+    except (TypeError, ValueError, AssertionError) as error:
+        raise CheckpointError(f"{class_name} {policy} cannot be built with policy_kwargs {dict(policy_kwargs)} "
+                              f"({error})") from error
 
-_BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+
+#: The arrays of an SB3 (single-env) replay buffer that resuming training needs.
+REPLAY_BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 _VEC_NORMALIZE_SETTINGS = ("training", "norm_obs", "norm_reward", "clip_obs", "clip_reward", "gamma", "epsilon")
 
 
@@ -186,7 +212,7 @@ def training_state(model: SB3Algorithm) -> tuple[dict[str, Any], ckpt.TensorGrou
     buffer = getattr(model, "replay_buffer", None)
     if buffer is not None:
         filled = buffer.buffer_size if buffer.full else buffer.pos
-        fields = [field for field in _BUFFER_FIELDS if getattr(buffer, field, None) is not None]
+        fields = [field for field in REPLAY_BUFFER_FIELDS if getattr(buffer, field, None) is not None]
         groups["replay_buffer"] = {field: getattr(buffer, field)[:filled] for field in fields}
         meta["replay_buffer"] = {"pos": int(buffer.pos), "full": bool(buffer.full)}
     normalizer = model.get_vec_normalize_env()

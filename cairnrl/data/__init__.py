@@ -4,7 +4,8 @@
 * :func:`load` / :func:`save` — Minari folders (native), D4RL HDF5, NPZ; every load validated;
 * :func:`collect` — roll out SB3/cairnrl models, callables or ``"random"``, seeded per episode;
 * :func:`make_dataset` — D4RL-style MuJoCo v5 recipes (random, medium, expert, medium-replay, medium-expert,
-  ``random+expertN``) with a safely saved SAC teacher;
+  ``random+expertN``) from a published SAC teacher;
+* :func:`train_teacher` / :func:`publish_teacher` — resumable SB3 teacher runs and the small committed teachers;
 * :func:`normalized_score` — D4RL reference constants;
 * :meth:`Dataset.sampler` / :meth:`Dataset.segment_sampler` — fast torch batches.
 """
@@ -29,6 +30,7 @@ _LAZY = {
     "parse_recipe": "cairnrl.data.recipes",
     "Teacher": "cairnrl.data.teacher",
     "load_teacher_policy": "cairnrl.data.teacher",
+    "publish_teacher": "cairnrl.data.teacher",
     "train_teacher": "cairnrl.data.teacher",
 }
 
@@ -61,6 +63,7 @@ __all__ = [
     "make_dataset",
     "normalized_score",
     "parse_recipe",
+    "publish_teacher",
     "reference_scores",
     "save",
     "train_teacher",

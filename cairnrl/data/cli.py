@@ -1,4 +1,4 @@
-"""``cairnrl data make | collect | info | validate | convert``.
+"""``cairnrl data make | collect | info | validate | convert | teacher train | teacher publish``.
 
 :func:`register` adds the ``data`` command to the top-level ``cairnrl`` parser; :func:`main` runs it alone.
 Every sub-command returns 0 on success; a user error ends as ``cairnrl: error: ...`` on stderr and exit code 2
@@ -19,8 +19,15 @@ from cairnrl.data.collect import collect
 from cairnrl.data.dataset import Dataset
 from cairnrl.data.io import FORMATS, load, save
 from cairnrl.data.pointmaze import BACKENDS, make_pointmaze_stitch
-from cairnrl.data.recipes import make_dataset, parse_recipe
-from cairnrl.data.teacher import load_teacher_policy
+from cairnrl.data.recipes import committed_teacher, make_dataset, parse_recipe
+from cairnrl.data.teacher import (
+    TABLE_HEADER,
+    d4rl_hyperparameters,
+    load_teacher_policy,
+    publish_teacher,
+    table_row,
+    train_teacher,
+)
 from cairnrl.exceptions import ConfigError
 
 #: The Point Maze stitching recipe of MBRCSL (:mod:`cairnrl.data.pointmaze`), made without a teacher.
@@ -108,14 +115,17 @@ def _make(args: argparse.Namespace) -> int:
         if target.exists() and not args.overwrite:
             raise ConfigError(f"{target} already exists; pass --overwrite to replace it")
     for recipe in recipes:
-        mode = "-mean" if args.deterministic else ""
-        teacher_dir = out / "teachers" / f"{recipe.env}-sac-budget{args.budget}-seed{args.seed}{mode}"
+        teacher = args.teacher or committed_teacher(recipe.env)
+        teacher_dir = out / "teachers" / f"{recipe.env}-sac-budget{args.budget}-seed{args.seed}"
+        if recipe.needs_teacher and teacher is None:
+            print(f"{recipe.name}: no committed teacher for {recipe.env}; training one in {teacher_dir}")
         dataset = make_dataset(
             recipe.name,
             budget=args.budget,
             n_steps=args.steps,
             seed=args.seed,
-            teacher_dir=teacher_dir if recipe.needs_teacher else None,
+            teacher=teacher if recipe.needs_teacher else None,
+            teacher_dir=teacher_dir if recipe.needs_teacher and teacher is None else None,
             eval_every=args.eval_every,
             eval_episodes=args.eval_episodes,
             deterministic=args.deterministic,
@@ -134,6 +144,41 @@ def _make(args: argparse.Namespace) -> int:
         print(f"{POINTMAZE_STITCH}: wrote {written} ({dataset.num_episodes} episodes, {dataset.num_steps} steps)")
         for group in dataset.metadata["groups"]:
             print(f"  {'->'.join(['S', *group['subgoals']])} then {group['ending']}: return {group['return_mean']:.1f}")
+    return 0
+
+
+def _teacher_train(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    run = train_teacher(
+        args.env_id,
+        args.budget,
+        args.run_dir,
+        hyperparameters=(None if args.learning_starts is None
+                         else d4rl_hyperparameters(args.budget, args.learning_starts)),
+        seed=args.seed,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
+        deterministic_eval_episodes=args.deterministic_eval_episodes,
+        checkpoint_every=args.checkpoint_every,
+        max_steps=args.chunk,
+        device=args.device,
+        progress_bar=not args.no_progress,
+    )
+    last = run.history[-1] if run.history else None
+    print(f"{run.run_dir}: {run.num_timesteps:,} of {run.config['budget']:,} steps"
+          + (f"; last evaluation at step {last['step']:,}: return {last['mean_return']:.1f}" if last else "")
+          + ("" if run.done else " (continue with the same command)"))
+    return 0
+
+
+def _teacher_publish(args: argparse.Namespace) -> int:
+    teacher = publish_teacher(args.run_dir, args.out, n_replay=args.replay_snapshots, overwrite=args.overwrite)
+    files = sorted(path for path in teacher.path.iterdir() if path.is_file())
+    size = sum(path.stat().st_size for path in files)
+    print(f"wrote {teacher.path} ({len(files)} files, {size / 1e6:.2f} MB): expert step {teacher.expert_step:,}, "
+          f"medium step {teacher.medium_step:,}, replay steps {[step for step, _ in teacher.replay]}")
+    print(TABLE_HEADER)
+    print(table_row(teacher))
     return 0
 
 
@@ -164,7 +209,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     budget = gather.add_mutually_exclusive_group(required=True)
     budget.add_argument("--episodes", type=positive_int)
     budget.add_argument("--steps", type=positive_int)
-    gather.add_argument("--policy", default="random", help="'random' or a teacher folder made by 'data make'")
+    gather.add_argument("--policy", default="random", help="'random' or a published teacher folder")
     gather.add_argument("--which", default="expert", choices=("expert", "medium"), help="teacher snapshot to use")
     gather.add_argument("--seed", type=int, default=0)
     gather.add_argument("--stochastic", action="store_true", help="sample actions instead of the policy mean")
@@ -175,11 +220,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     make = commands.add_parser("make", help="build D4RL-style MuJoCo datasets (hopper-medium, ...)")
     make.add_argument("names", nargs="+", help="e.g. hopper-medium walker2d-random+expert100 pointmaze-stitch")
-    make.add_argument("--out", required=True, help="folder for the datasets and the SAC teachers")
-    make.add_argument("--budget", type=positive_int, default=1_000_000, help="SAC teacher training steps")
+    make.add_argument("--out", required=True, help="folder for the datasets (and teachers trained here)")
+    make.add_argument("--teacher", help="published teacher folder (default: the committed data/teachers/<env>)")
+    make.add_argument("--budget", type=positive_int, default=1_000_000,
+                      help="SAC training steps of a teacher trained here when none is committed")
     make.add_argument("--steps", type=positive_int, default=1_000_000, help="steps per random/medium/expert part")
     make.add_argument("--seed", type=int, default=0)
-    make.add_argument("--eval-every", type=positive_int, help="steps between teacher evaluations (default budget/20)")
+    make.add_argument("--eval-every", type=positive_int, help="steps between evaluations of a teacher trained here "
+                                                                "(default budget/20)")
     make.add_argument("--eval-episodes", type=positive_int, default=5)
     make.add_argument("--deterministic", action="store_true", help="collect with the SAC mean action")
     make.add_argument("--device", default="cpu")
@@ -189,6 +237,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     make.add_argument("--maze-backend", choices=BACKENDS, default="cairnrl", help="pointmaze-stitch: which env")
     make.add_argument("--maze-trajectories", type=positive_int, default=1000, help="pointmaze-stitch: trajectories")
     make.set_defaults(func=_make)
+
+    teacher = commands.add_parser("teacher", help="train (resumably) and publish the SAC teachers of 'data make'")
+    teacher_commands = teacher.add_subparsers(dest="teacher_command", required=True, metavar="COMMAND")
+    train = teacher_commands.add_parser("train", help="train or continue a SAC teacher run directory")
+    train.add_argument("env_id")
+    train.add_argument("--budget", type=positive_int, required=True, help="total SAC env steps of the run")
+    train.add_argument("--run-dir", required=True, help="run directory (continued when it exists)")
+    train.add_argument("--chunk", type=positive_int, help="train at most this many steps in this call")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--learning-starts", type=int, help="uniform-random warm-up steps (default min(10k, budget/10))")
+    train.add_argument("--eval-every", type=positive_int, help="steps between evaluations and snapshots "
+                                                                 "(default budget/100)")
+    train.add_argument("--eval-episodes", type=positive_int, default=5, help="stochastic evaluation episodes")
+    train.add_argument("--deterministic-eval-episodes", type=positive_int, default=3)
+    train.add_argument("--checkpoint-every", type=positive_int, help="steps between resume states "
+                                                                       "(default 5 x eval-every)")
+    train.add_argument("--device", default="cpu")
+    train.add_argument("--threads", type=positive_int, default=1)
+    train.add_argument("--no-progress", action="store_true")
+    train.set_defaults(func=_teacher_train)
+    publish = teacher_commands.add_parser("publish", help="write the small committed teacher of a run directory")
+    publish.add_argument("run_dir")
+    publish.add_argument("--out", required=True, help="teacher folder, e.g. data/teachers/hopper")
+    publish.add_argument("--replay-snapshots", type=positive_int, default=8,
+                         help="snapshots kept to regenerate medium-replay")
+    publish.add_argument("--overwrite", action="store_true")
+    publish.set_defaults(func=_teacher_publish)
 
 
 def main(argv: list[str] | None = None) -> int:

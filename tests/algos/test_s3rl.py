@@ -12,7 +12,7 @@ from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-from cairnrl.algos.s3rl import S3RL, load_teacher, teacher_fingerprint, teacher_snapshots, train_teacher
+from cairnrl.algos.s3rl import S3RL, load_teacher, teacher_fingerprint, teacher_snapshots
 from cairnrl.algos.s3rl.students import decode_sb3_kwargs, encode_sb3_kwargs
 from cairnrl.algos.sqirl import SQIRL
 from cairnrl.envs.snapshot import save_snapshots
@@ -274,9 +274,9 @@ def test_copy_snapshots_cannot_be_saved_mid_phase(tmp_path) -> None:
 
 def test_teacher_spec_path_and_model_share_caches(tmp_path) -> None:
     spec = {"algorithm": "sac", "timesteps": 64, "hyperparameters": {"learning_starts": 32, "batch_size": 16, **SMALL}}
-    teacher = train_teacher("Hopper-v5", spec, cache_dir=tmp_path)
-    cached = sorted(tmp_path.glob("teacher-sac-Hopper-v5-*.zip"))
-    assert len(cached) == 1
+    teacher = load_teacher(spec, "Hopper-v5", cache_dir=tmp_path)
+    cached = sorted(tmp_path.glob("teacher-sac-Hopper-v5-*"))
+    assert len(cached) == 1 and (cached[0] / "run.json").is_file()
     again = load_teacher(spec, "Hopper-v5", cache_dir=tmp_path)  # loaded from the cache, not retrained
     assert teacher_fingerprint(again) == teacher_fingerprint(teacher) == teacher_fingerprint(load_teacher(cached[0]))
     env = gym.make("Hopper-v5")

@@ -50,7 +50,8 @@ def test_errors_are_one_line_and_exit_2(tmp_path, make_flat, hdf5_writer, capsys
     assert "unknown dataset recipe" in capsys.readouterr().err
 
 
-def test_collect_and_make(tmp_path, capsys):
+def test_collect_and_make(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("cairnrl.data.recipes.TEACHERS_ROOT", tmp_path / "no-committed-teachers")
     out = tmp_path / "pendulum"
     assert main(["data", "collect", "Pendulum-v1", "--episodes", "1", "--seed", "4", "--out", str(out),
                  "--no-progress"]) == 0
@@ -63,10 +64,30 @@ def test_collect_and_make(tmp_path, capsys):
     random_data = load(made / "hopper-random")
     assert random_data.num_steps == 60 and random_data.metadata["recipe"]["kind"] == "random"
     replay = load(made / "hopper-medium-replay")
-    teacher_dir = made / "teachers" / "hopper-sac-budget200-seed0"
-    assert replay.num_steps == replay.metadata["teacher"]["medium_step"]
+    teacher_dir = made / "teachers" / "hopper-sac-budget200-seed0" / "teacher"
+    assert replay.num_steps == replay.metadata["teacher"]["medium"]["step"]
     assert main(["data", "collect", "Hopper-v5", "--policy", str(teacher_dir), "--which", "medium", "--steps", "30",
                  "--out", str(tmp_path / "medium.npz"), "--no-progress"]) == 0
     assert load(tmp_path / "medium.npz").num_steps == 30
     assert main(["data", "make", "hopper-random", "--steps", "60", "--out", str(made), "--no-progress"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_teacher_train_in_chunks_publish_and_make_from_it(tmp_path, capsys):
+    run_dir, published = tmp_path / "run", tmp_path / "teachers" / "hopper"
+    train = ["data", "teacher", "train", "Hopper-v5", "--budget", "200", "--run-dir", str(run_dir), "--chunk", "120",
+             "--eval-every", "100", "--eval-episodes", "1", "--deterministic-eval-episodes", "1", "--no-progress"]
+    assert main(train) == 0
+    assert "120 of 200 steps" in capsys.readouterr().out
+    assert main(train) == 0
+    assert "200 of 200 steps" in capsys.readouterr().out
+    assert main(["data", "teacher", "publish", str(run_dir), "--out", str(published), "--replay-snapshots", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "| env | SAC steps |" in printed and "| Hopper-v5 | 200 |" in printed
+    info = json.loads((published / "teacher.json").read_text())
+    assert info["command"].split()[:5] == ["cairnrl", "data", "teacher", "train", "Hopper-v5"]
+    assert main(["data", "make", "hopper-medium", "--teacher", str(published), "--steps", "40", "--out",
+                 str(tmp_path / "made"), "--no-progress"]) == 0
+    assert load(tmp_path / "made" / "hopper-medium").metadata["teacher"]["medium"]["step"] == info["medium"]["step"]
+    assert main(["data", "teacher", "publish", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
+    assert "run.json is missing" in capsys.readouterr().err

@@ -6,7 +6,7 @@ Zhao et al., arXiv 2403.00673 (2024); see :mod:`cairnrl.algos.s3rl.algorithm`.
 from cairnrl.algos.s3rl.algorithm import S3RL
 from cairnrl.algos.s3rl.envs import StudentEnv
 from cairnrl.algos.s3rl.students import PAPER_STUDENT_KWARGS, STUDENT_CLASSES
-from cairnrl.algos.s3rl.teachers import load_teacher, teacher_fingerprint, teacher_snapshots, train_teacher
+from cairnrl.algos.s3rl.teachers import load_teacher, teacher_fingerprint, teacher_snapshots
 
 __all__ = [
     "PAPER_STUDENT_KWARGS",
@@ -16,5 +16,4 @@ __all__ = [
     "load_teacher",
     "teacher_fingerprint",
     "teacher_snapshots",
-    "train_teacher",
 ]

@@ -4,11 +4,14 @@ snapshots, and cache both on disk without pickle.
 The paper's teachers are pretrained CleanRL checkpoints that cannot be downloaded here, so a teacher is one of
 
 * a path to an SB3 model saved pickle-free (:func:`cairnrl.core.sb3_io.save_sb3`, e.g. the ``RUN/model`` folder
-  written by ``cairnrl train sb3-sac --env Hopper-v5 --timesteps N``);
+  written by ``cairnrl train sb3-sac --env Hopper-v5 --timesteps N``) or a teacher run directory
+  (:func:`cairnrl.data.teacher.train_teacher`);
 * an SB3 ``TD3``/``SAC``/``PPO`` model in memory;
 * a training spec ``{"algorithm": "SAC", "timesteps": 300_000, "seed": 0, "hyperparameters": {...}}``: the
-  teacher is trained with SB3 on the env id, and cached under ``cache_dir`` keyed by the spec, so that every
-  student seed of a benchmark shares one teacher, as in the paper (one pinned teacher per env, §B5).
+  teacher is trained by :func:`cairnrl.data.teacher.train_teacher` (SB3 on the env id, SB3's defaults below the
+  given hyperparameters, the SB3 seed spawned from ``seed``) in a run directory under ``cache_dir`` keyed by the
+  spec, so that every student seed of a benchmark shares one teacher, as in the paper (one pinned teacher per
+  env, §B5), and an interrupted teacher run continues where it stopped.
 
 Teacher samples are not counted in the student's budget (§B2, "without extra samples").
 """
@@ -27,16 +30,11 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm as SB3Algorithm
 
-from cairnrl.algos.s3rl.students import (
-    STUDENT_CLASSES,
-    check_sb3_kwargs,
-    decode_sb3_kwargs,
-    encode_sb3_kwargs,
-    student_class,
-)
-from cairnrl.core.sb3_io import load_sb3, save_sb3
+from cairnrl.algos.s3rl.students import STUDENT_CLASSES, check_sb3_kwargs, encode_sb3_kwargs, student_class
+from cairnrl.core.sb3_io import load_sb3
 from cairnrl.core.seeding import check_seed
 from cairnrl.core.validation import check_int
+from cairnrl.data.teacher import RUN_FILE, load_run_model, train_teacher
 from cairnrl.envs.snapshot import SNAPSHOT_FORMAT_VERSION, Snapshot, load_snapshots, save_snapshots, time_limits
 from cairnrl.envs.snapshot_env import collect_snapshots
 from cairnrl.exceptions import ConfigError
@@ -79,29 +77,17 @@ def _save_atomically(path: Path, write) -> None:
     os.replace(temporary, path)
 
 
-def train_teacher(
-    env_id: str, spec: Mapping[str, Any], *, cache_dir: str | Path | None = None, device: str = "auto"
-) -> SB3Algorithm:
-    """Train (or load from ``cache_dir``) the SB3 teacher described by ``spec`` (see :func:`teacher_spec`)."""
-    from cairnrl.envs import make
-
+def _trained_teacher(env_id: str, spec: Mapping[str, Any], cache_dir: str | Path | None, device: str) -> SB3Algorithm:
+    """Train (or load from, or continue in, ``cache_dir``) the SB3 teacher described by ``spec``."""
     spec = teacher_spec(spec)
-    path = None
-    if cache_dir is not None:
-        key = _digest({"env_id": env_id, **spec})
-        path = Path(cache_dir) / f"teacher-{spec['algorithm'].lower()}-{_slug(env_id)}-{key}.zip"
-        if path.exists():
-            return load_sb3(path, device=device)
-    cls = STUDENT_CLASSES[spec["algorithm"]]
-    try:
-        model = cls("MlpPolicy", make(env_id), seed=spec["seed"], device=device,
-                    **decode_sb3_kwargs(spec["hyperparameters"], "teacher['hyperparameters']"))
-    except (TypeError, ValueError, AssertionError) as error:
-        raise ConfigError(f"teacher['hyperparameters'] are invalid for {cls.__name__}: {error}") from error
-    model.learn(spec["timesteps"])
-    if path is not None:
-        _save_atomically(path, lambda temporary: save_sb3(model, temporary))
-    return model
+    if cache_dir is None:
+        with tempfile.TemporaryDirectory() as folder:
+            return _trained_teacher(env_id, spec, folder, device)
+    key = _digest({"env_id": env_id, **spec})
+    run_dir = Path(cache_dir) / f"teacher-{spec['algorithm'].lower()}-{_slug(env_id)}-{key}"
+    run = train_teacher(env_id, spec["timesteps"], run_dir, algorithm=spec["algorithm"],
+                        hyperparameters=spec["hyperparameters"], seed=spec["seed"], eval_every=0, device=device)
+    return run.model if run.model is not None else load_run_model(run_dir, device=device)
 
 
 def load_teacher(
@@ -114,11 +100,12 @@ def load_teacher(
         if not Path(teacher).exists():
             raise ConfigError(f"teacher: no saved SB3 model at {str(teacher)!r} (save one with save_sb3 or "
                               "`cairnrl train sb3-sac ...`)")
-        model = load_sb3(teacher, device=device)
+        is_run = (Path(teacher) / RUN_FILE).is_file()
+        model = load_run_model(teacher, device=device) if is_run else load_sb3(teacher, device=device)
     elif isinstance(teacher, Mapping):
         if env_id is None:
             raise ConfigError("a teacher training spec needs an env id to train on; pass the env as an id")
-        model = train_teacher(env_id, teacher, cache_dir=cache_dir, device=device)
+        model = _trained_teacher(env_id, teacher, cache_dir, device)
     else:
         raise ConfigError(
             "teacher must be a path to a saved SB3 model, an SB3 TD3/SAC/PPO model or a training spec dict, "
