@@ -25,8 +25,6 @@ PENDING_REWORK: list[str] = [
     "cairnrl/hpo/cli.py",
     "cairnrl/data/cli.py",
     "cairnrl/analysis/effective_horizon.py",
-    "cairnrl/data/teacher.py",
-    "cairnrl/algos/s3rl/teachers.py",
     "cairnrl/core/stats.py",
     "cairnrl/hpo/results.py",
     "cairnrl/core/sb3_io.py",

@@ -1,4 +1,4 @@
-"""S3RL's teachers (spec ``sqirl_snapshot.md`` §B2, §B5): load or train an SB3 TD3/SAC/PPO model, collect its
+"""S3RL's teachers (Zhao et al., 2024, "Snapshot Reinforcement Learning"): load or train an SB3 TD3/SAC/PPO model, collect its
 snapshots, and cache both on disk without pickle.
 
 The paper's teachers are pretrained CleanRL checkpoints that cannot be downloaded here, so a teacher is one of
@@ -10,10 +10,11 @@ The paper's teachers are pretrained CleanRL checkpoints that cannot be downloade
 * a training spec ``{"algorithm": "SAC", "timesteps": 300_000, "seed": 0, "hyperparameters": {...}}``: the
   teacher is trained by :func:`cairnrl.data.teacher.train_teacher` (SB3 on the env id, SB3's defaults below the
   given hyperparameters, the SB3 seed spawned from ``seed``) in a run directory under ``cache_dir`` keyed by the
-  spec, so that every student seed of a benchmark shares one teacher, as in the paper (one pinned teacher per
-  env, §B5), and an interrupted teacher run continues where it stopped.
+  spec, so that every student seed of a benchmark shares one teacher, as in the paper's experiments (one fixed
+  teacher per env), and an interrupted teacher run continues where it stopped.
 
-Teacher samples are not counted in the student's budget (§B2, "without extra samples").
+Teacher samples are not counted in the student's budget: the paper's snapshots come from trajectories the teacher
+already produced, so they cost the student no environment samples.
 """
 
 from __future__ import annotations
