@@ -1,5 +1,5 @@
-"""S3RL's teachers (Zhao et al., 2024, "Snapshot Reinforcement Learning"): load or train an SB3 TD3/SAC/PPO model, collect its
-snapshots, and cache both on disk without pickle.
+"""S3RL's teachers (Zhao et al., 2024, "Snapshot Reinforcement Learning"): load or train an SB3 TD3/SAC/PPO
+model, collect its snapshots, and cache both on disk without pickle.
 
 The paper's teachers are pretrained CleanRL checkpoints that cannot be downloaded here, so a teacher is one of
 
