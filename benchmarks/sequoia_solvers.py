@@ -1,13 +1,13 @@
 """SEQUOIA's maximisers timed on the four coRMAB problems: the exact MILP argmax and the fast batched maximiser.
 
-Issue 6 section 5: median and p95 time per exact solve and per fast solve at J = 20 / 40 / 100, and how often the
+Measured: the median and p95 time per exact solve and per fast solve at J = 20 / 40 / 100, and how often the
 fast maximiser (SEQUOIA's TD targets) reaches the exact optimum. Goals: exact acting median under 1 s at J = 20;
 fast targets matching the exact optimum in at least 95 % of checked states.
 
-* **Runs**: one per problem (multiple interventions, path, bipartite matching, capacity; spec B.2), size
-  (J, B) of the reference's commands (spec B.2 / B.7: (20, 5), (40, 10), (100, 20); the interventions problem has
-  N = 2B intervention types, the paper's N = 10 at J = 20, since the spec gives N only there) and network: SEQUOIA's
-  16-32 ReLU Q-network (spec B.3) with torch's default initialisation (``random``) or fitted to the myopic expected
+* **Runs**: one per problem (multiple interventions, path, bipartite matching, capacity), size (J, B) of the
+  released code's commands ((20, 5), (40, 10), (100, 20); the interventions problem has N = 2B intervention types,
+  the paper's N = 10 at J = 20, the only size for which N is given) and network: the released code's 16-32 ReLU
+  Q-network with torch's default initialisation (``random``) or fitted to the myopic expected
   reward by SEQUOIA's own warm start (``myopic``: :func:`~cairnrl.algos.sequoia.warm_start.warm_start_dataset` and
   :func:`~cairnrl.algos.sequoia.warm_start.fit_myopic`, shortened to ``WARM_START``: it shapes the network like a
   trained one, which is what makes the MILP harder or easier). Instance ``instance_seed = 0``; the states are
@@ -57,7 +57,7 @@ PROBLEMS: dict[str, str] = {
 }
 SIZES = {"quick": [(20, 5)], "full": [(20, 5), (40, 10), (100, 20)]}
 NETWORKS = ("random", "myopic")
-NET_ARCH = (16, 32)  # the reference's Q-network (spec B.3)
+NET_ARCH = (16, 32)  # the released code's Q-network
 SEEDS = [0]
 #: Exact solves per run, by J (the MILP at J = 100 can take over a minute of LP bound tightening on the path problem).
 EXACT_STATES = {"quick": {20: 5}, "full": {20: 10, 40: 5, 100: 2}}
@@ -75,7 +75,7 @@ ENUMERATION_LIMIT = 500_000
 #: The warm start, shortened from SEQUOIA's 50 epochs on 50 H random states.
 WARM_START = {"n_random_states": 200, "n_random_actions": 10, "epochs": 10, "batch_size": 32,
               "learning_rate": 2.5e-4, "adam_eps": 1.5e-4, "lr_decay": 0.9}
-#: Goals of issue 6 section 5.
+#: The goals named in the module docstring.
 ACTING_GOAL_S = 1.0
 GOAL_ARMS = 20  # J at which the acting goal applies
 MATCH_GOAL = 0.95
@@ -393,7 +393,7 @@ def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summar
 EXPERIMENT = Experiment(
     name="sequoia_solvers",
     description="SEQUOIA's exact MILP argmax and fast batched maximiser on the four coRMAB problems: time per solve "
-                "at J = 20/40/100 and how often the fast maximiser reaches the exact optimum (issue 6 section 5).",
+                "at J = 20/40/100 and how often the fast maximiser reaches the exact optimum.",
     runs=runs,
     execute=execute,
     summarize=summarize,

@@ -1,4 +1,4 @@
-"""``cairnrl.hpo.tune``: tune on tuning seeds, report on unseen test seeds (spec peers.md §4, §6, §8.2).
+"""``cairnrl.hpo.tune``: tune on tuning seeds, report on unseen test seeds.
 
 Protocol (Eimer, Lindauer and Raileanu, ICML 2023):
 
