@@ -48,6 +48,7 @@ def _require(args: argparse.Namespace, command: str, *names: str) -> None:
         raise ConfigError(f"cairnrl tune {command} needs {', '.join(missing)}")
 
 
+# torch and Optuna load only when a command runs, so that ``cairnrl tune --help`` stays instant.
 def _tune(args: argparse.Namespace) -> int:
     import torch
 
@@ -92,11 +93,11 @@ def _join(args: argparse.Namespace) -> int:
     return 0
 
 
-def _study_options(storage_help: str) -> argparse.ArgumentParser:
+def _study_options(storage_help: str, study_help: str) -> argparse.ArgumentParser:
     """``--storage``, ``--study`` and ``--threads``: what every ``tune`` command takes."""
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument("--storage", help=storage_help)
-    options.add_argument("--study", help="study name")
+    options.add_argument("--study", help=study_help)
     add_threads_option(options)
     return options
 
@@ -150,17 +151,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = parser.add_subparsers(dest="tune_command", required=True, metavar="ALGORITHM|report|join",
                                      help=f"ALGORITHM is one of {', '.join(ALGORITHM_NAMES)}")
     storage_help = ("journal file path (default RUN_DIR/study.journal) or an RDB URL such as "
-                    "postgresql://user@host/db; an existing study is resumed")
-    tuning = [_tuning_options(), _study_options(storage_help), _worker_options(), _report_options()]
+                    "postgresql://user@host/db")
+    study_help = "study name (default ALGORITHM-ENV); an existing study is resumed"
+    tuning = [_tuning_options(), _study_options(storage_help, study_help), _worker_options(), _report_options()]
     for name in ALGORITHM_NAMES:
         description = (f"Tune {name}: trials on the tuning seeds, then the best configurations and the defaults "
                        "on the test seeds.")
         algorithm = commands.add_parser(name, parents=tuning, description=description)
         algorithm.set_defaults(func=_tune, algorithm=name)
-    existing = "journal file path or RDB URL of the existing study"
-    report = commands.add_parser("report", parents=[_study_options(existing), _report_options()],
+    existing = _study_options("journal file path or RDB URL of the existing study", "the existing study's name")
+    report = commands.add_parser("report", parents=[existing, _report_options()],
                                  help="(re)write the report of an existing study")
     report.set_defaults(func=_report)
-    join = commands.add_parser("join", parents=[_study_options(existing), _worker_options()],
+    join = commands.add_parser("join", parents=[existing, _worker_options()],
                                help="add a worker to an existing study (uses the settings recorded in it)")
     join.set_defaults(func=_join)
