@@ -351,7 +351,7 @@ EXPERIMENT = Experiment(
 
 def _main(argv: list[str]) -> int:
     """``python -m benchmarks.snapshot [--paper] [cairnrl bench options]``."""
-    from cairnrl.cli.bench import run_script
+    from cairnrl.cli import run_script
 
     if "--paper" in argv:
         argv = [arg for arg in argv if arg != "--paper"]

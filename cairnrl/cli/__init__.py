@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import TYPE_CHECKING
 
 from cairnrl import __version__
 from cairnrl.cli import train
@@ -24,7 +25,10 @@ from cairnrl.cli.options import (
     run_parser,
 )
 
-__all__ = ["ALGORITHM_NAMES", "build_parser", "main", "parse_assignments", "read_config"]
+if TYPE_CHECKING:
+    from cairnrl.bench.experiment import Experiment
+
+__all__ = ["ALGORITHM_NAMES", "build_parser", "main", "parse_assignments", "read_config", "run_script"]
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -48,3 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
     command = next((item for item in arguments if not item.startswith("-")), "")
     return run_parser(build_parser(command), arguments)
+
+
+def run_script(experiment: Experiment, argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.NAME [options]`` (a benchmark script run as a module): the same as
+    ``cairnrl bench NAME [options]``."""
+    return main(["bench", experiment.name, *(sys.argv[1:] if argv is None else argv)])

@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import time
 from pathlib import Path
 
-from cairnrl.bench.experiment import Experiment
 from cairnrl.bench.report import publish, write_benchmarks_md, write_summary
 from cairnrl.bench.runner import LAUNCHERS, load_results, run_experiment
 from cairnrl.bench.suites import find_suites, list_benchmarks, load_benchmark
-from cairnrl.cli import main
 from cairnrl.cli.options import add_group, add_progress_option, positive_int
 from cairnrl.exceptions import ConfigError
 
@@ -116,7 +113,3 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.set_defaults(func=run_benchmark)
     return parser
 
-
-def run_script(experiment: Experiment, argv: list[str] | None = None) -> int:
-    """``python -m benchmarks.NAME [options]``: the same as ``cairnrl bench NAME [options]``."""
-    return main(["bench", experiment.name, *(sys.argv[1:] if argv is None else argv)])
