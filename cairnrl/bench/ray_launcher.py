@@ -46,11 +46,14 @@ def run_on_ray(experiment: Experiment, pending: list[RunSpec], runs_dir: Path, q
     ``finished(run_id)`` is called as each run ends.  A Ray instance this call starts is shut down at the end; one
     already initialised in this process is used as it is (``address`` is then ignored).
     """
+    if not pending:
+        return {}
     try:
         import ray  # optional: the bench extra installs it
     except ImportError as error:
         raise ConfigError("the ray launcher needs Ray: pip install 'cairnrl[bench]' (or pip install ray)") from error
     reference = experiment_reference(experiment)
+    runs_dir = runs_dir.resolve()  # the tasks' working directory is Ray's, not this process's
     started = not ray.is_initialized()
     if started:
         if address is None:  # a new local instance, without the dashboard it does not need

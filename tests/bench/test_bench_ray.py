@@ -26,9 +26,10 @@ def _by_run(results):
     return {result.spec.run_id: result.result for result in results}
 
 
-def test_ray_tasks_give_the_local_launchers_results_and_report_failures(tmp_path, cluster):
+def test_ray_tasks_give_the_local_launchers_results_and_report_failures(tmp_path, monkeypatch, cluster):
+    monkeypatch.chdir(tmp_path)  # a relative output folder means this process's directory, not the tasks'
     local = run_experiment(bench_toy.EXPERIMENT, tmp_path / "local", quick=True, progress=False)
-    on_ray = run_experiment(bench_toy.EXPERIMENT, tmp_path / "ray", quick=True, workers=2, progress=False,
+    on_ray = run_experiment(bench_toy.EXPERIMENT, "ray", quick=True, workers=2, progress=False,
                             launcher="ray", command="cairnrl bench toy --launcher ray")
     assert _by_run(on_ray) == _by_run(local) and len(on_ray) == 8
     assert sorted((tmp_path / "ray" / bench_toy.EXECUTIONS).read_text().split()) == sorted(_by_run(local))
@@ -36,7 +37,7 @@ def test_ray_tasks_give_the_local_launchers_results_and_report_failures(tmp_path
     assert record["status"] == "finished" and record["bench_command"] == "cairnrl bench toy --launcher ray"
     # BROKEN declares the same 8 runs plus 4 that fail: those are named, the 8 are resumed, nothing runs twice.
     with pytest.raises(CairnError, match=r"4 of 12 runs .*broken on purpose"):
-        run_experiment(bench_toy.BROKEN, tmp_path / "ray", quick=True, workers=2, progress=False, launcher="ray")
+        run_experiment(bench_toy.BROKEN, "ray", quick=True, workers=2, progress=False, launcher="ray")
     assert len((tmp_path / "ray" / bench_toy.EXECUTIONS).read_text().split()) == 8
     assert _by_run(load_results(bench_toy.BROKEN, tmp_path / "ray", quick=True)) == _by_run(local)
     assert not list((tmp_path / "ray" / "runs").glob("broken*"))
