@@ -1,21 +1,20 @@
 """SEQUOIA vs the coRMAB baselines on the four coupled problems at J = 20 (Xu et al., ICLR 2025).
 
 Reproduces, on CPU and open-source solvers, the comparison behind the paper's claim that SEQUOIA improves on the
-existing methods by 24.8 % on average (its abstract, ICLR version):
+existing methods by 24.8 % on average (the ICLR 2025 abstract):
 
-* **Problems** (section 3, generated as the released code does), J = 20 arms, B = 5, H = 20: multiple
-  interventions (N = 10 types), path constraints, bipartite matching and capacity constraints. Seed ``s`` draws the
-  instance (``instance_seed = s``) and seeds the training run, as the reference's ``run.sh`` used one seed for both.
-* **Methods**: SEQUOIA (this library's defaults: target network copied every 300 steps, updated priorities, constant
-  learning rate, fast targets checked against the exact solver, warm-start anchor); SEQUOIA with the released code's
-  settings (``tau = 1e-6``, uniform replay, learning rate x0.9 per episode, no anchor), labelled ``sequoia-reference``;
-  and every baseline of the released code (``algos/baselines.py``): null, random feasible, sampling (best of 100 by
-  myopic reward), myopic (exact MILP), iterative myopic (greedy), iterative DQN (greedy on SEQUOIA's trained Q-network),
-  plus a Whittle-index policy repaired into the feasible set (our addition, not the paper's).
+* **Problems** (generated as the released code does), J = 20 arms, B = 5, H = 20: multiple interventions
+  (N = 10 types), path constraints, bipartite matching and capacity constraints. Seed ``s`` draws the instance
+  (``instance_seed = s``) and seeds the training run, as the reference's ``run.sh`` used one seed for both.
+* **Methods**: SEQUOIA (this library's defaults: target network copied every 300 steps, updated priorities,
+  constant learning rate, fast targets checked against the exact solver, warm-start anchor); SEQUOIA with the
+  released code's settings (``tau = 1e-6``, uniform replay, learning rate x0.9 per episode, no anchor), labelled
+  ``sequoia-reference``; and every baseline of the released code: null, random feasible, sampling (best of 100 by
+  myopic reward), myopic (exact MILP), iterative myopic (greedy), iterative DQN (greedy on SEQUOIA's trained
+  Q-network), plus a Whittle-index policy repaired into the feasible set (our addition, not the paper's).
 * **Budget**: 2,000 env steps per SEQUOIA run (the reference's 100 episodes of 20 steps), one gradient step each.
-* **Metric** (the released ``evaluate_MIP``): mean expected next-step reward per step (neither the sampled
-  return nor discounted) over 50 episodes from start states shared
-  by every method of an instance (each arm in state 1 with probability 0.2), with the same transition noise.
+* **Metric** (the released code's): mean expected next-step reward per step over 50 episodes from start states
+  shared by every method of an instance (each arm in state 1 with probability 0.2), with the same transition noise.
   Per problem: the mean over seeds (instances) with a 95 % bootstrap CI over seeds. Headline: SEQUOIA's
   improvement over the best baseline of each problem (by mean), averaged over the four problems, with a paired
   bootstrap CI that resamples seeds within each problem.
@@ -584,6 +583,6 @@ EXPERIMENT = Experiment(
 )
 
 if __name__ == "__main__":
-    from cairnrl.bench.cli import run_script
+    from cairnrl.cli import run_script
 
     raise SystemExit(run_script(EXPERIMENT))

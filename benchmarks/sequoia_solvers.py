@@ -1,17 +1,17 @@
 """SEQUOIA's maximisers timed on the four coRMAB problems: the exact MILP argmax and the fast batched maximiser.
 
-Median and p95 time per exact solve and per fast solve at J = 20 / 40 / 100, and how often the
+Measured: the median and p95 time per exact solve and per fast solve at J = 20 / 40 / 100, and how often the
 fast maximiser (SEQUOIA's TD targets) reaches the exact optimum. Goals: exact acting median under 1 s at J = 20;
 fast targets matching the exact optimum in at least 95 % of checked states.
 
-* **Runs**: one per problem (multiple interventions, path, bipartite matching, capacity; Xu et al., ICLR 2025, section
-  3), size (J, B) of the released code's ``run.sh`` commands ((20, 5), (40, 10), (100, 20); the interventions problem
-  has N = 2B intervention types, the paper's N = 10 at J = 20, since the released commands give N only there) and
-  network: SEQUOIA's 16-32 ReLU Q-network (the released ``algos/dqn_estimator.py``) with torch's default initialisation
-  (``random``) or fitted to the myopic expected reward by SEQUOIA's own warm start (``myopic``:
-  :func:`~cairnrl.algos.sequoia.warm_start.warm_start_dataset` and :func:`~cairnrl.algos.sequoia.warm_start.fit_myopic`,
-  shortened to ``WARM_START``: it shapes the network like a trained one, which is what makes the MILP harder or easier).
-  Instance ``instance_seed = 0``; the states are uniform in {0..3}^J.
+* **Runs**: one per problem (multiple interventions, path, bipartite matching, capacity), size (J, B) of the
+  released code's commands ((20, 5), (40, 10), (100, 20); the interventions problem has N = 2B intervention types,
+  the paper's N = 10 at J = 20, the only size for which N is given) and network: the released code's 16-32 ReLU
+  Q-network with torch's default initialisation (``random``) or fitted to the myopic expected
+  reward by SEQUOIA's own warm start (``myopic``: :func:`~cairnrl.algos.sequoia.warm_start.warm_start_dataset` and
+  :func:`~cairnrl.algos.sequoia.warm_start.fit_myopic`, shortened to ``WARM_START``: it shapes the network like a
+  trained one, which is what makes the MILP harder or easier). Instance ``instance_seed = 0``; the states are
+  uniform in {0..3}^J.
 * **Exact**: :class:`~cairnrl.mip.ArgmaxSolver` with ``method="milp"`` (HiGHS, one thread, LP bound tightening,
   absolute gap 1e-4 x reward scale, time cap ``TIME_LIMIT`` with the incumbent kept) on the first
   ``EXACT_STATES`` states: total time per solve (bounds, model, solve), ReLU binaries left after tightening, capped
@@ -75,7 +75,7 @@ ENUMERATION_LIMIT = 500_000
 #: The warm start, shortened from SEQUOIA's 50 epochs on 50 H random states.
 WARM_START = {"n_random_states": 200, "n_random_actions": 10, "epochs": 10, "batch_size": 32,
               "learning_rate": 2.5e-4, "adam_eps": 1.5e-4, "lr_decay": 0.9}
-#: Goals of this benchmark (see the module docstring).
+#: The goals named in the module docstring.
 ACTING_GOAL_S = 1.0
 GOAL_ARMS = 20  # J at which the acting goal applies
 MATCH_GOAL = 0.95
@@ -401,6 +401,6 @@ EXPERIMENT = Experiment(
 )
 
 if __name__ == "__main__":
-    from cairnrl.bench.cli import run_script
+    from cairnrl.cli import run_script
 
     raise SystemExit(run_script(EXPERIMENT))

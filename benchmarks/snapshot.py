@@ -1,7 +1,7 @@
 """Snapshot RL / S3RL vs vanilla SB3 students on MuJoCo: equal student budgets, IQM with 95% CIs, the ablation.
 
-Reproduces at laptop scale the comparison of Zhao et al., "Snapshot Reinforcement Learning" (arXiv 2403.00673, as its
-released scripts ``sdpkjc/snapshotrl`` run it): the same SB3 student with the same hyperparameters and seeds trained
+Reproduces at laptop scale the comparison of Zhao et al., "Snapshot Reinforcement Learning" (arXiv 2403.00673,
+and the authors' ``snapshotrl`` scripts): the same SB3 student with the same hyperparameters and seeds trained
 
 * **vanilla**: on the original env for the whole budget (``S3RL(snapshot_timesteps=0)``, so both arms share
   every setting by construction);
@@ -10,12 +10,12 @@ released scripts ``sdpkjc/snapshotrl`` run it): the same SB3 student with the sa
 * **snapshotrl** (ablation): snapshots sampled uniformly and no STT (the reference's ``truncate_step=1000``);
   the paper scale adds **s3rl-no-sc** and **s3rl-no-stt** for TD3, as the paper's ablation figure.
 
-Teacher samples are not counted in the student budget ("without extra samples", as in the paper). One teacher per env
-and student family (same family as the student, as the paper's teachers), trained locally once with SB3 and cached in
-``OUT/cache`` with the snapshot banks (nothing is downloaded; the paper's CleanRL teachers were trained for 1M steps).
-Every run is evaluated on the original env with the deterministic policy (``evaluate``, ``EVAL_EPISODES`` episodes at
-fixed seeds shared by the arms) at step 0, every ``eval_every`` steps and at the end. Scores are normalised with D4RL's
-reference returns (0 = random policy, 1 = D4RL expert; ``cairnrl.data.scores``).
+Teacher samples are not counted in the student budget, as in the authors' scripts. One teacher per env and student
+family (same family as the student, as the authors' teacher table), trained locally once with SB3 and cached in
+``OUT/cache`` with the snapshot banks (nothing is downloaded; the paper's CleanRL teachers were trained for 1M
+steps). Every run is evaluated on the original env with the deterministic policy (``evaluate``, ``EVAL_EPISODES``
+episodes at fixed seeds shared by the arms) at step 0, every ``eval_every`` steps and at the end. Scores are
+normalised with D4RL's reference returns (0 = random policy, 1 = D4RL expert; ``cairnrl.data.scores``).
 
 Scales (``CAIRNRL_SNAPSHOT_SCALE`` selects the full mode's scale; workers inherit it):
 
@@ -58,7 +58,7 @@ from cairnrl.exceptions import ConfigError
 # ================================================================ the declared experiment
 SCALE_VARIABLE = "CAIRNRL_SNAPSHOT_SCALE"
 
-#: Arm -> S3RL settings that differ from S3RL's (the reference's 6 clusters, STT 100).
+#: Arm -> S3RL settings that differ from S3RL's defaults (the authors' scripts: 6 clusters, STT 100).
 ARMS: dict[str, dict[str, Any]] = {
     "vanilla": {"snapshot_timesteps": 0},
     "s3rl": {},
@@ -350,7 +350,7 @@ EXPERIMENT = Experiment(
 
 def _main(argv: list[str]) -> int:
     """``python -m benchmarks.snapshot [--paper] [cairnrl bench options]``."""
-    from cairnrl.bench.cli import run_script
+    from cairnrl.cli import run_script
 
     if "--paper" in argv:
         argv = [arg for arg in argv if arg != "--paper"]

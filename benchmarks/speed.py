@@ -280,6 +280,6 @@ EXPERIMENT = Experiment(
 )
 
 if __name__ == "__main__":
-    from cairnrl.bench.cli import run_script
+    from cairnrl.cli import run_script
 
     raise SystemExit(run_script(EXPERIMENT))

@@ -1,14 +1,15 @@
 """SQIRL vs SB3 PPO and DQN: sample complexity on sticky tabular tasks (Laidlaw et al., ICLR 2024).
 
 Reproduces, at laptop scale, the measurement behind the paper's claim that SQIRL's performance tracks PPO's and
-DQN's across stochastic environments (section 4):
+DQN's across stochastic environments (the sticky-action BRIDGE experiments, with sample complexity defined as
+in the BRIDGE dataset: the median over seeds of the first step at which an optimal policy is found):
 
-* **Tasks**: finite-horizon tabular MDPs with sticky actions (p = 0.25, as the paper's sticky BRIDGE MDPs): the
-  registered ``cairnrl/StickyCorridor-v0``, ``cairnrl/StickyTrapChain-v0`` and a sticky ``cairnrl/TwoStepTrap-v0``
-  (min_k = 2), corridors of other lengths, and "lock corridors" defined below, whose forward action differs from cell to
-  cell (so no state-independent bias solves them, unlike the plain corridor).  Sticky MiniGrid tasks are added when the
-  optional ``minigrid`` package is installed; they have no exact model, so there a run is solved when the mean return of
-  20 greedy rollouts reaches a declared near-optimal target.
+* **Tasks**: finite-horizon tabular MDPs with sticky actions (p = 0.25, the paper's sticky variants): the registered
+  ``cairnrl/StickyCorridor-v0``, ``cairnrl/StickyTrapChain-v0`` and a sticky ``cairnrl/TwoStepTrap-v0`` (min_k = 2),
+  corridors of other lengths, and "lock corridors" defined below, whose forward action differs from cell to
+  cell (so no state-independent bias solves them, unlike the plain corridor).  Sticky MiniGrid tasks are added
+  when the optional ``minigrid`` package is installed; they have no exact model, so there a run is solved when
+  the mean return of 20 greedy rollouts reaches a declared near-optimal target.
 * **Gymnasium toy-text tasks** with sticky actions: FrozenLake (the slippery ice replaced by sticky actions, as
   in the paper's sticky-action variants) and CliffWalking, built exactly from Gymnasium's own transition tables
   (``env.unwrapped.P``), so they are evaluated exactly and their effective horizon is computed like the others.
@@ -24,14 +25,14 @@ DQN's across stochastic environments (section 4):
   sticky-augmented MDP; :mod:`cairnrl.bench.tabular_eval`), and a run counts as solved at an evaluation when
   ``J(pi) >= J* - 1e-4 (J* - J_random)``.  J* is the optimum over policies that see the full
   (state, previous action) pair; the benchmark checks that an observation-only policy attains it on every task.
-  SQIRL's greedy policy mid-training acts with the current network at the time steps not learned yet (such returns
-  partly extrapolate), as the reference's evaluation does.
+  SQIRL's greedy policy mid-training acts with the current network at the time steps not learned yet, as the
+  reference implementation's evaluation does (so a mid-training score is partly extrapolation).
   A task's sample complexity is the median over seeds (infinite when at least half the seeds never solve it),
-  minimised over the algorithm's hyperparameter grid as the paper tunes PPO, DQN and SQIRL (section 4).
+  minimised over the algorithm's hyperparameter grid as the paper tunes PPO, DQN and SQIRL.
 * **Statistics**: fraction of tasks solved; Spearman's rho between SQIRL's and PPO's / DQN's per-task sample
-  complexities, ranking "never solved" last (tied) over all tasks and, separately, over the tasks both solved (the
-  paper's correlation, section 4); IQM, mean, median and optimality gap of the final normalised score (0 = random
-  policy, 1 = optimal) with 95% stratified bootstrap CIs, performance profiles and learning curves (rliable).
+  complexities, ranking "never solved" last (tied) over all tasks and, separately, over the tasks both solved
+  (as the paper correlates them); IQM, mean, median and optimality gap of the final normalised score (0 = random policy,
+  1 = optimal) with 95% stratified bootstrap CIs, performance profiles and learning curves (rliable).
 
 Budgets are far below the paper's 5M steps, so absolute numbers are not the paper's.
 """
@@ -101,7 +102,7 @@ BUDGET = {"quick": 40_000, "full": 500_000}  # env steps per run (the paper: 5M)
 EVAL_FREQ = {"quick": 1_000, "full": 5_000}  # env steps between exact evaluations
 MINIGRID_EVAL_EPISODES = 20  # rollouts per MiniGrid evaluation (no exact evaluation there)
 
-# Hyperparameters: the released code's (``effective_horizon/sb3/train.py``) except SQIRL's learning rate and epochs,
+# Hyperparameters: the reference implementation's experiment defaults except SQIRL's learning rate and epochs,
 # raised for small budgets, and gamma = 1 for every algorithm (finite-horizon tasks).
 SQIRL = {"learning_rate": 1e-3, "batch_size": 128, "n_epochs": 40, "gamma": 1.0, "scale_losses": True}
 PPO = {"n_steps": 128, "n_epochs": 4, "batch_size": 256, "learning_rate": 2.5e-4, "clip_range": 0.1,
@@ -109,7 +110,7 @@ PPO = {"n_steps": 128, "n_epochs": 4, "batch_size": 256, "learning_rate": 2.5e-4
 DQN = {"exploration_fraction": 0.1, "learning_starts": 0, "buffer_size": 100_000, "learning_rate": 1e-4,
        "batch_size": 32, "target_update_interval": 1000, "train_freq": 4, "exploration_final_eps": 0.01,
        "gamma": 1.0}
-#: Family -> grid of configurations; a task's sample complexity is the best configuration's (section 4).
+#: Family -> grid of configurations; a task's sample complexity is the best configuration's.
 ALGORITHMS: dict[str, dict[str, list[dict[str, Any]]]] = {
     "quick": {
         "sqirl": [{**SQIRL, "planning_depth": 2, "episodes_per_timestep": 128}],
@@ -122,7 +123,8 @@ ALGORITHMS: dict[str, dict[str, list[dict[str, Any]]]] = {
         "sb3-dqn": [{**DQN, "exploration_fraction": f} for f in (0.1, 1.0)],
     },
 }
-N_ENVS = {"sqirl": 8, "sb3-ppo": 8, "sb3-dqn": 1}  # SQIRL uses min(8, m) lock-step envs; PPO 8 as the paper
+# SQIRL uses min(8, m) lock-step envs (all at the same time step); PPO 8 as the paper.
+N_ENVS = {"sqirl": 8, "sb3-ppo": 8, "sb3-dqn": 1}
 TUNED_KEYS = {"sqirl": ("planning_depth", "episodes_per_timestep"), "sb3-ppo": ("n_steps",),
               "sb3-dqn": ("exploration_fraction",)}
 SOLVED_TOLERANCE = 1e-4  # fraction of J* - J_random
@@ -222,7 +224,7 @@ def _make_minigrid(env_id: str, max_steps: int) -> gym.Env:
     from cairnrl.envs import StickyActions
 
     env = gym.make(env_id, max_steps=max_steps)
-    # The paper's sticky MiniGrid: image observations (here flattened for the MLP policies), p = 0.25 (section 4).
+    # The paper's sticky MiniGrid: image observations (here flattened for the MLP policies), p = 0.25.
     env = gym.wrappers.FlattenObservation(ImgObsWrapper(env))
     env = gym.wrappers.TransformObservation(
         env, lambda obs: obs.astype(np.float32) / 10.0,
@@ -385,7 +387,7 @@ def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summar
     files.append(_csv(report_dir / "runs.csv", ["task", "algorithm", "family", "seed", "first_solved",
                                                 "final_return", "final_normalized", "timesteps"], runs_rows))
 
-    # Sample complexity: median over seeds per configuration, best configuration per family (section 4).
+    # Sample complexity: median over seeds per configuration, best configuration per family.
     by_config: dict[tuple[str, str], list[float]] = {}
     family_of: dict[str, str] = {}
     for r in results:
@@ -503,7 +505,7 @@ def _markdown(mode, tasks, families, complexity, solved_runs, fraction, correlat
         *[f"| {family} | {fraction[family]:.2f} ({round(fraction[family] * len(tasks))}/{len(tasks)}) |"
           for family in families],
         "",
-        "Spearman rank correlation of per-task sample complexity (Laidlaw et al., ICLR 2024, section 4):",
+        "Spearman rank correlation of per-task sample complexity:",
         "",
         "| pair | rho, all tasks (never solved ranked last) | rho, tasks both solved |",
         "| --- | --- | --- |",
@@ -544,6 +546,6 @@ EXPERIMENT = Experiment(
 )
 
 if __name__ == "__main__":
-    from cairnrl.bench.cli import run_script
+    from cairnrl.cli import run_script
 
     raise SystemExit(run_script(EXPERIMENT))

@@ -99,6 +99,27 @@ def test_bad_train_input_is_one_error_line_before_any_training(tmp_path, capsys,
     assert not (tmp_path / "runs").exists()  # nothing trained, no half-written run folder
 
 
+@pytest.mark.parametrize("argv", [
+    ["nosuchcommand"],
+    ["train", "sqirl", "--env", "CartPole-v1", "--timesteps", "0"],
+    ["eval", "nowhere"],
+    ["data", "info", "missing.npz"],
+    ["data", "collect", "CartPole-v1", "--episodes", "1"],
+    ["tune", "sqirl", "--trials", "zero"],
+    ["tune", "report", "--study", "x"],
+    ["tune", "join", "--storage", "missing.journal", "--study", "x"],
+    ["bench", "--list"],
+    ["bench", "--suites", "nowhere", "toy"],
+    ["bench", "toy", "--workers", "0"],
+])
+def test_every_command_reports_a_user_error_alike(tmp_path, monkeypatch, capsys, argv):
+    """Bad arguments, cairnrl errors and missing files: exit code 2 and one ``cairnrl: error:`` line, no traceback."""
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "cairnrl: error: " in err and "Traceback" not in err
+
+
 def test_eval_reports_a_damaged_run_folder(tmp_path, capsys):
     run_dir = tmp_path / "SQIRL_1"
     (run_dir / "model").mkdir(parents=True)

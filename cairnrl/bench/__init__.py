@@ -1,5 +1,6 @@
 """The benchmark harness: declared experiments, a resumable parallel runner, honest aggregates, plots and the
-BENCHMARKS.md generator (``cairnrl bench``; scripts live in the repository's ``benchmarks/`` folder).
+BENCHMARKS.md generator (``cairnrl bench``).  The benchmark scripts are not part of the package: they live in a
+suites folder (:mod:`cairnrl.bench.suites`), such as the ``benchmarks/`` folder of a cairnrl clone.
 """
 
 from __future__ import annotations

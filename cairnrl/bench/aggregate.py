@@ -1,5 +1,6 @@
 """From run results to the arrays the honest aggregates need, and the sample-complexity statistics of
-Laidlaw et al. (ICLR 2024; spec ``sqirl_snapshot.md`` A6-A7).
+Laidlaw et al. (ICLR 2024), who define a run's sample complexity as in the BRIDGE dataset (the first step at which
+an optimal policy is found) and correlate the algorithms' per-task values with Spearman's rho.
 
 Aggregates themselves (IQM, mean, median, optimality gap, performance profiles, stratified bootstrap CIs) live
 in :mod:`cairnrl.core.stats`.
@@ -85,7 +86,7 @@ def curve_arrays(results: Sequence[RunResult], tasks: Sequence[str], grid: np.nd
 
 def median_sample_complexity(first_solved: Sequence[float]) -> float:
     """Median over seeds of the first step at which a run was optimal; ``inf`` (never solved) counts as the
-    largest value, so the median is infinite when at least half of the seeds never solved (spec A6)."""
+    largest value, so the median is infinite when at least half of the seeds never solved (BRIDGE's convention)."""
     values = np.asarray([math.inf if value is None else float(value) for value in first_solved], dtype=np.float64)
     if values.size == 0:
         raise ConfigError("median_sample_complexity needs at least one run")
@@ -99,7 +100,7 @@ def median_sample_complexity(first_solved: Sequence[float]) -> float:
 
 @dataclass(frozen=True)
 class RankCorrelation:
-    """Spearman's rho between two algorithms' per-task sample complexities (spec A7).
+    """Spearman's rho between two algorithms' per-task sample complexities (Laidlaw et al., ICLR 2024).
 
     ``rho_all`` ranks never-solved tasks (``inf``) last, tied with each other, over all ``n_all`` tasks;
     ``rho_both`` uses only the ``n_both`` tasks both algorithms solved.  A value is NaN when it is undefined
@@ -124,7 +125,7 @@ def _spearman(first: np.ndarray, second: np.ndarray) -> float:
 
 
 def sample_complexity_correlation(first: Sequence[float], second: Sequence[float]) -> RankCorrelation:
-    """Spearman's rho between per-task sample complexities, with ``inf`` for never solved (spec A7).
+    """Spearman's rho between per-task sample complexities, with ``inf`` for never solved.
 
     Ranks are those of log sample complexity too (log is monotone), so this is the paper's statistic.
     """

@@ -1,10 +1,11 @@
-"""d3rlpy's BC, IQL and CQL as offline peers, run in their own virtual env (issue 5 §3; spec ``peers.md`` §2.1).
+"""d3rlpy's BC, IQL, CQL and TD3+BC as offline peers of cairnrl's, run in their own virtual env.
 
 d3rlpy 2.8.1 pins ``gymnasium==1.0.0`` (and needs the old ``gym``), which cairnrl's stack (gymnasium 1.4) cannot
 share, so it lives in an isolated virtual env made by :func:`ensure_d3rlpy_env`: a clean venv (no
-``--system-site-packages``, which would let our gymnasium and cairnrl leak in) with the CPU torch wheel, the
-pinned d3rlpy, ``gymnasium[mujoco]==1.0.0`` and the same ``mujoco`` release as ours, so evaluation episodes run
-the same dynamics the datasets were collected with.
+``--system-site-packages``, which would let our gymnasium and cairnrl leak in) with the torch release of the
+running interpreter, the pinned d3rlpy, ``gymnasium[mujoco]==1.0.0`` and the same ``mujoco`` release as ours, so
+both sides train with the same torch and evaluation episodes run the same dynamics the datasets were collected
+with.
 
 :func:`run_d3rlpy` exports a :class:`cairnrl.data.Dataset` to a flat D4RL ``.npz``, runs
 ``cairnrl/bench/d3rlpy_worker.py`` with the venv's python (it imports d3rlpy, never cairnrl) and reads back
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from cairnrl.bench.locking import exclusive_lock
 from cairnrl.core.seeding import check_seed, spawn_seeds
@@ -38,7 +40,6 @@ from cairnrl.exceptions import CairnError, ConfigError, EnvError
 ALGORITHMS = ("bc", "iql", "cql", "td3bc")
 D3RLPY_VERSION = "2.8.1"
 GYMNASIUM_VERSION = "1.0.0"  # what d3rlpy 2.8.1 pins
-TORCH_REQUIREMENT = "torch==2.13.0"  # the CPU wheel this project's machines hold locally
 VENV_VARIABLE = "CAIRNRL_D3RLPY_VENV"
 DEFAULT_VENV = Path("~/.cache/cairnrl/venvs/d3rlpy")
 MARKER = "cairnrl-peer.json"  # written last: a venv without it (interrupted install) is completed on next use
@@ -67,9 +68,16 @@ def venv_python(path: Path) -> Path:
     return path / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def requirements(torch_requirement: str = TORCH_REQUIREMENT) -> list[str]:
-    """What the venv gets: torch, d3rlpy, gymnasium with MuJoCo, and our ``mujoco`` release when we have one."""
-    pinned = [torch_requirement, f"d3rlpy=={D3RLPY_VERSION}", f"gymnasium[mujoco]=={GYMNASIUM_VERSION}"]
+def torch_requirement() -> str:
+    """``torch==X.Y.Z``: the release of the running interpreter's torch, without a local build tag such as ``+cpu``
+    (pip picks the build of that release for the venv's platform)."""
+    return f"torch=={torch.__version__.split('+', 1)[0]}"
+
+
+def requirements() -> list[str]:
+    """What the venv gets: our torch release, d3rlpy, gymnasium with MuJoCo, and our ``mujoco`` release when we
+    have one."""
+    pinned = [torch_requirement(), f"d3rlpy=={D3RLPY_VERSION}", f"gymnasium[mujoco]=={GYMNASIUM_VERSION}"]
     try:
         pinned.append(f"mujoco=={metadata.version('mujoco')}")
     except metadata.PackageNotFoundError:
@@ -117,7 +125,8 @@ def ensure_d3rlpy_env(path: str | Path | None = None, *, torch_fallback: bool = 
     """Create (once; reused after) the isolated virtual env for d3rlpy and return its python.
 
     :param path: where the venv lives (see :func:`venv_path` for the default and ``$CAIRNRL_D3RLPY_VENV``).
-    :param torch_fallback: if installing ``torch==2.13.0`` fails, retry with whatever ``torch`` pip picks.
+    :param torch_fallback: if installing our torch release fails (none for the venv's platform), retry with
+        whatever ``torch`` pip picks.
     :param timeout: seconds allowed for each of venv creation, each pip install and the import check.
     :raises PeerError: naming the step that failed (venv creation, pip install, import check) with the last
         lines of its output.

@@ -1,10 +1,11 @@
 """Declared experiments: what a benchmark runs (:class:`RunSpec`), how one run executes and how results are summarised.
 
-A benchmark script in ``benchmarks/`` declares its env set, seeds, budgets, baselines and hyperparameters at the
-top of the file and ends with ``EXPERIMENT = Experiment(...)``.  The harness (:mod:`cairnrl.bench.runner`) turns
-it into run folders, one per :class:`RunSpec`, each holding ``run.json`` (config, command, seed, git commit,
-package versions, machine; written with :func:`cairnrl.core.records.write_run_record`), TensorBoard events and
-``evaluations.csv``, in the spirit of Open RL Benchmark's tracked runs (spec ``peers.md`` §5.1).
+A benchmark script in a suites folder (:mod:`cairnrl.bench.suites`) declares its env set, seeds, budgets, baselines
+and hyperparameters at the top of the file and ends with ``EXPERIMENT = Experiment(...)``.  The harness
+(:mod:`cairnrl.bench.runner`) turns it into run folders, one per :class:`RunSpec`, each holding ``run.json``
+(config, command, seed, git commit, package versions, machine; written with
+:func:`cairnrl.core.records.write_run_record`), TensorBoard events and ``evaluations.csv``, in the spirit of Open RL
+Benchmark's tracked runs (Huang et al., arXiv 2402.03046).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Benchmark figures (matplotlib, saved as PNG): learning curves with CI bands, aggregate intervals, performance
-profiles and per-task sample-complexity comparisons, after the plots of rliable (Agarwal et al., 2021; spec
-``peers.md`` §5.2).
+profiles and per-task sample-complexity comparisons, after the plots of rliable (Agarwal et al., *Deep RL at
+the Edge of the Statistical Precipice*, NeurIPS 2021).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def plot_performance_profiles(taus: np.ndarray, profiles: Mapping[str, Interval]
 def plot_sample_complexity(tasks: Sequence[str], complexities: Mapping[str, Sequence[float]], budget: float,
                            path: str | Path, *, title: str = "") -> Path:
     """Per-task sample complexity of each algorithm on a log axis; never-solved tasks are drawn at the budget
-    with an open marker (spec ``sqirl_snapshot.md`` A6: infinite sample complexity)."""
+    with an open marker (their sample complexity is infinite)."""
     figure, (axis,) = _figure(max(6.4, 0.9 * len(tasks) + 2.0), 4.0)
     positions = np.arange(len(tasks))
     names = list(complexities)

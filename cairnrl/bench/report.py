@@ -1,8 +1,9 @@
-"""``summary.json`` of a benchmark run, publishing it next to the scripts, and the BENCHMARKS.md generator.
+"""``summary.json`` of a benchmark run, publishing it, and the BENCHMARKS.md generator.
 
 BENCHMARKS.md is never typed by hand: :func:`write_benchmarks_md` builds it from the published results folders
-``benchmarks/results/<name>/<mode>/`` (``summary.json`` plus the CSV tables and PNG figures of the run), one
-section per benchmark and mode with the command, date, machine, commit and the numbers.
+``RESULTS/<name>/<mode>/`` (``summary.json`` plus the CSV tables and PNG figures of the run; ``cairnrl bench``
+publishes to ``SUITES/results`` unless told otherwise), one section per benchmark and mode with the command,
+date, machine, commit and the numbers.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import cairnrl
 from cairnrl.bench.experiment import Experiment, RunResult, Summary
-from cairnrl.core.records import environment_info, utc_now
+from cairnrl.core.records import environment_info, git_commit, utc_now
 from cairnrl.exceptions import ConfigError
 
 SUMMARY = "summary.json"
@@ -26,7 +26,7 @@ FIGURES_PLACEHOLDER = "{figures}"
 
 def working_tree_dirty(directory: Path) -> bool | None:
     """Whether the git checkout holding ``directory`` has uncommitted changes or untracked (not ignored) files, so
-    that its commit alone does not reproduce what ran (None: no git)."""
+    that its commit alone does not reproduce what ran (None: not a checkout, or no git program)."""
     try:
         result = subprocess.run(["git", "status", "--porcelain"], cwd=directory,
                                 capture_output=True, text=True, timeout=10, check=False)
@@ -35,23 +35,42 @@ def working_tree_dirty(directory: Path) -> bool | None:
     return bool(result.stdout.strip()) if result.returncode == 0 else None
 
 
+def _cpu_model() -> str:
+    """The processor's name: :func:`platform.processor` gives it on macOS and Windows; on Linux it gives only the
+    architecture, so the ``model name`` line of ``/proc/cpuinfo`` is used when that file can be read."""
+    model = platform.processor()
+    if model and model != platform.machine():
+        return model
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            return value.strip()
+    return model or platform.machine() or "unknown"
+
+
+def _logical_cpus() -> int | None:
+    """CPUs this process may run on (its affinity where the OS reports one), else all logical CPUs."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count()
+
+
 def machine_description() -> dict[str, Any]:
-    """Processor model, logical CPU count, platform and Python of this machine."""
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    return {"cpu": model, "logical_cpus": len(affinity) if affinity else os.cpu_count(),
-            "platform": platform.platform(), "python": platform.python_version()}
+    """Processor model, logical CPU count, platform and Python of this machine (every entry best effort)."""
+    return {"cpu": _cpu_model(), "logical_cpus": _logical_cpus(), "platform": platform.platform(),
+            "python": platform.python_version()}
 
 
 def write_summary(experiment: Experiment, summary: Summary, report_dir: Path, *, quick: bool, command: str,
-                  wall_time_s: float, results: list[RunResult], n_executed: int) -> Path:
+                  wall_time_s: float, results: list[RunResult], n_executed: int, source: Path) -> Path:
     """Write ``report_dir/summary.json``: the section markdown, the headline numbers and the provenance.
+
+    ``source`` is the suites folder the script came from: its git commit and whether that checkout had
+    uncommitted changes are recorded when it is a git checkout (None otherwise; neither is required).
 
     ``wall_time_s`` is this invocation's; ``n_executed`` of the ``results`` ran in it (the others were resumed
     from earlier invocations), and the summed wall time of every run comes from their ``run.json``.
@@ -68,8 +87,8 @@ def write_summary(experiment: Experiment, summary: Summary, report_dir: Path, *,
         "command": command,
         "date": utc_now(),
         "machine": machine_description(),
-        "git_commit": info["git_commit"],
-        "git_dirty": working_tree_dirty(Path(cairnrl.__file__).resolve().parent),
+        "git_commit": git_commit(source),
+        "git_dirty": working_tree_dirty(source),
         "versions": info["versions"],
         "wall_time_s": round(wall_time_s, 1),
         "n_runs": len(results),
@@ -99,8 +118,13 @@ def publish(report_dir: Path, results_root: Path, name: str, quick: bool) -> Pat
     return target
 
 
+def _relative(path: Path, start: Path) -> str:
+    """``path`` relative to ``start`` with forward slashes (links in markdown)."""
+    return os.path.relpath(path, start).replace(os.sep, "/")
+
+
 def _section(data: dict[str, Any], folder: Path, document_dir: Path) -> str:
-    relative = os.path.relpath(folder, document_dir).replace(os.sep, "/")
+    relative = _relative(folder, document_dir)
     executed = (f"all {data['n_runs']} runs executed in it" if data["n_executed"] == data["n_runs"] else
                 f"{data['n_executed']} of {data['n_runs']} runs executed in it, the others resumed from earlier "
                 "invocations")
@@ -135,7 +159,7 @@ def write_benchmarks_md(results_root: Path, path: Path) -> Path:
     header = [
         "# Benchmarks",
         "",
-        "<!-- Generated by `cairnrl bench` (cairnrl/bench/report.py) from benchmarks/results/; do not edit. -->",
+        f"<!-- Generated by `cairnrl bench` from {_relative(results_root, path.parent)}/; do not edit. -->",
         "",
         "Every number below was measured by the command shown in its section, on the machine named there, with",
         "all algorithms of a section run in the same suite on that machine.  Re-run a command to refresh its",

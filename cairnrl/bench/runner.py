@@ -11,8 +11,10 @@ Resuming: a run folder appears under its final name only once the run has finish
 (a left-over ``.partial`` folder) is deleted and started again from scratch.  A finished folder whose recorded
 declaration no longer matches the script (a changed budget or hyperparameter) is re-run as well.
 
-Parallel runs use ``workers`` child processes (``python -m cairnrl.bench.worker``) that import the experiment's
-module and exchange JSON lines with this process, so nothing is pickled.
+Two launchers run the pending runs.  ``local``: with ``workers`` > 1, a pool of child processes on this machine
+(``python -m cairnrl.bench.worker``) that import the experiment's module and exchange JSON lines with this process,
+so nothing is pickled; with one worker, this process.  ``ray``: Ray tasks on a Ray cluster
+(:mod:`cairnrl.bench.ray_launcher`), for suites spread over several machines.
 """
 
 from __future__ import annotations
@@ -25,93 +27,18 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from tqdm.auto import tqdm
 
-from cairnrl.bench.experiment import Experiment, RunContext, RunResult, RunSpec
-from cairnrl.core.records import utc_now, write_run_record
+from cairnrl.bench.execution import PARTIAL, RUNS, execute_run, experiment_reference, finished_record
+from cairnrl.bench.experiment import Experiment, RunResult, RunSpec
+from cairnrl.bench.ray_launcher import run_on_ray
 from cairnrl.exceptions import CairnError, ConfigError
 
-RUNS = "runs"
-PARTIAL = ".partial"
-
-
-def experiment_reference(experiment: Experiment) -> tuple[str, str, str]:
-    """``(module name, import root, attribute)`` under which a worker process finds ``experiment``."""
-    for module in list(sys.modules.values()):
-        try:
-            attributes = vars(module)
-        except TypeError:
-            continue
-        for attribute, value in list(attributes.items()):
-            if value is experiment:
-                spec = getattr(module, "__spec__", None)
-                name = spec.name if spec is not None else module.__name__
-                file = getattr(module, "__file__", None)
-                if name == "__main__" or file is None:
-                    continue
-                depth = len(name.split("."))
-                root = Path(file).resolve().parents[depth - 1]
-                if Path(file).name == "__init__.py":
-                    root = root.parent
-                return name, str(root), attribute
-    raise ConfigError(f"experiment {experiment.name!r} is not a module-level name of an importable module; "
-                      "declare it as EXPERIMENT = Experiment(...) in a module so workers can import it")
-
-
-def load_experiment_reference(module_name: str, root: str, attribute: str) -> Experiment:
-    """Import ``module_name`` (with ``root`` on ``sys.path``) and return its experiment ``attribute``."""
-    import importlib
-
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    module = importlib.import_module(module_name)
-    experiment = getattr(module, attribute, None)
-    if not isinstance(experiment, Experiment):
-        raise ConfigError(f"{module_name}.{attribute} is not a cairnrl.bench.Experiment")
-    return experiment
-
-
-def execute_run(experiment: Experiment, spec: RunSpec, runs_dir: Path, quick: bool,
-                progress: Callable[[int], None], command: str = "") -> Path:
-    """Run ``spec`` into ``runs_dir/<run_id>.partial``, record ``run.json`` and rename the folder when done."""
-    final = runs_dir / spec.run_id
-    partial = runs_dir / f"{spec.run_id}{PARTIAL}"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    started, clock = utc_now(), time.perf_counter()
-    result = experiment.execute(spec, RunContext(partial, progress, quick))
-    if not isinstance(result, dict):
-        raise ConfigError(f"{experiment.name}.execute must return a dict, got {type(result).__name__}")
-    write_run_record(partial, {
-        "experiment": experiment.name, "mode": "quick" if quick else "full", "run_id": spec.run_id,
-        "bench_command": command,
-        "spec": spec.to_json(), "fingerprint": spec.fingerprint, "algorithm": spec.algorithm,
-        "task": spec.task, "seed": spec.seed, "hyperparameters": spec.config, "start_time": started,
-        "end_time": utc_now(), "wall_time_s": time.perf_counter() - clock, "result": result, "status": "finished",
-    })
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(partial, final)
-    return final
-
-
-def finished_record(run_dir: Path, spec: RunSpec) -> dict[str, Any] | None:
-    """The run's ``run.json`` if it finished with the same declaration, else None."""
-    path = run_dir / "run.json"
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-    if record.get("status") != "finished" or record.get("fingerprint") != spec.fingerprint:
-        return None
-    return record
+#: How pending runs are launched: a local process pool or Ray tasks.
+LAUNCHERS = ("local", "ray")
 
 
 def load_results(experiment: Experiment, out_dir: str | Path, quick: bool) -> list[RunResult]:
@@ -160,17 +87,24 @@ def run_experiment(
     workers: int = 1,
     progress: bool = True,
     command: str = "",
+    launcher: str = "local",
+    ray_address: str | None = None,
 ) -> list[RunResult]:
     """Run every unfinished run of the suite and return the results of all of them.
 
     :param out_dir: the experiment's output folder (runs go to ``out_dir/runs``).
     :param quick: the quick (CI-sized) suite instead of the full one.
-    :param workers: parallel worker processes (capped by ``experiment.max_workers``); 1 runs in this process.
+    :param workers: runs at a time (capped by ``experiment.max_workers``): local worker processes (1 runs in this
+        process) or Ray tasks in flight.
     :param command: the command line that started the suite, recorded in every ``run.json``.
+    :param launcher: ``"local"`` (this machine) or ``"ray"`` (Ray tasks; see :mod:`cairnrl.bench.ray_launcher`).
+    :param ray_address: the Ray cluster to join (``"auto"``, ``"HOST:PORT"``); None starts a local one.
     :raises CairnError: after all other runs finished, if any run failed (its error is named).
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+    if launcher not in LAUNCHERS:
+        raise ConfigError(f"launcher must be one of {list(LAUNCHERS)}, got {launcher!r}")
     specs = experiment.specs(quick)
     runs_dir = Path(out_dir) / RUNS
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -180,7 +114,9 @@ def run_experiment(
     workers = min(workers, experiment.max_workers or workers, max(len(pending), 1))
     bar = _Progress(pending, len(specs) - len(pending), progress, experiment.name)
     try:
-        if workers == 1:
+        if launcher == "ray":
+            failures = run_on_ray(experiment, pending, runs_dir, quick, workers, bar.finish, command, ray_address)
+        elif workers == 1:
             failures = _run_serial(experiment, pending, runs_dir, quick, bar, command)
         else:
             failures = _run_parallel(experiment, pending, runs_dir, quick, workers, bar, command)

@@ -17,8 +17,8 @@ import traceback
 from pathlib import Path
 from typing import TextIO
 
+from cairnrl.bench.execution import PARTIAL, execute_run, load_experiment_reference
 from cairnrl.bench.experiment import RunSpec
-from cairnrl.bench.runner import PARTIAL, execute_run, load_experiment_reference
 
 # Progress messages are rate-limited: the bar does not need more than a few updates per second.
 _PROGRESS_PERIOD_S = 0.5

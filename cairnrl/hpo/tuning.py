@@ -1,5 +1,4 @@
-"""``cairnrl.hpo.tune``: tune on tuning seeds, report on unseen test seeds, with Optuna's
-distributed studies.
+"""``cairnrl.hpo.tune``: tune on tuning seeds, report on unseen test seeds.
 
 Protocol (Eimer, Lindauer and Raileanu, ICML 2023):
 
@@ -304,7 +303,7 @@ def _work(opened: OpenStudy, worker: int, poll: Callable[[], object] = lambda: N
 
 
 def _spawn_workers(spec: StorageSpec, study_name: str, workers: Sequence[int]) -> list[subprocess.Popen]:
-    command = [sys.executable, "-m", "cairnrl.hpo.cli", "tune", "join", "--storage", spec.url, "--study",
+    command = [sys.executable, "-m", "cairnrl.cli", "tune", "join", "--storage", spec.url, "--study",
                study_name, "--heartbeat", str(spec.heartbeat_interval), "--threads", str(torch.get_num_threads())]
     if spec.grace_period is not None:
         command += ["--grace-period", str(spec.grace_period)]

@@ -3,15 +3,18 @@
 import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import bench_toy
 import pytest
 
 from cairnrl.bench import RunSpec, load_results, run_experiment
-from cairnrl.bench.cli import list_benchmarks, main, register, run_benchmark
+from cairnrl.bench.execution import experiment_reference
 from cairnrl.bench.experiment import Experiment
-from cairnrl.bench.runner import experiment_reference
+from cairnrl.bench.suites import list_benchmarks
+from cairnrl.cli import main as cairnrl_main
+from cairnrl.cli.bench import register, run_benchmark
 from cairnrl.exceptions import CairnError, ConfigError
 
 
@@ -108,7 +111,10 @@ def _benchmarks_folder(root: Path) -> Path:
 
 def test_cli_lists_runs_publishes_and_regenerates_benchmarks_md(tmp_path, monkeypatch, capsys):
     folder = _benchmarks_folder(tmp_path)
-    monkeypatch.setenv("CAIRNRL_BENCHMARKS_DIR", str(folder))
+
+    def main(argv: list[str]) -> int:
+        return cairnrl_main(["bench", *argv, "--suites", str(folder)])
+
     assert list_benchmarks(folder) == {"toy": "Toy benchmark for the CLI test."}
     assert main(["--list"]) == 0 and "toy" in capsys.readouterr().out
     assert main(["nope"]) == 2 and "unknown benchmark 'nope'" in capsys.readouterr().err
@@ -123,7 +129,7 @@ def test_cli_lists_runs_publishes_and_regenerates_benchmarks_md(tmp_path, monkey
     assert main(["toy", "--quick", "--out", str(out), "--no-progress", "--publish"]) == 0
     published = folder / "results" / "toy" / "quick"
     summary = json.loads((published / "summary.json").read_text())
-    assert summary["command"] == f"cairnrl bench toy --quick --workers 1 --out {out}"
+    assert summary["command"] == f"cairnrl bench toy --suites {folder} --quick --workers 1 --out {out}"
     assert summary["n_runs"] == summary["n_executed"] == 8 and set(summary["numbers"]) == {"fast", "slow"}
     run_seconds = sum(json.loads(path.read_text())["wall_time_s"] for path in out.glob("runs/*/run.json"))
     assert summary["summed_run_time_s"] == round(run_seconds, 1)
@@ -131,7 +137,7 @@ def test_cli_lists_runs_publishes_and_regenerates_benchmarks_md(tmp_path, monkey
     assert (published / "curves.png").stat().st_size > 1000
     document = (tmp_path / "BENCHMARKS.md").read_text()
     assert "## toy (quick)" in document and "toybench/results/toy/quick/curves.png" in document
-    assert f"`cairnrl bench toy --quick --workers 1 --out {out}`" in document
+    assert f"`cairnrl bench toy --suites {folder} --quick --workers 1 --out {out}`" in document
 
     assert "all 8 runs executed in it" in document
     assert main(["toy", "--quick", "--out", str(out), "--no-progress", "--publish"]) == 0  # resumes: nothing runs again
@@ -140,9 +146,34 @@ def test_cli_lists_runs_publishes_and_regenerates_benchmarks_md(tmp_path, monkey
     assert main(["--report"]) == 0 and "## toy (quick)" in (tmp_path / "BENCHMARKS.md").read_text()
 
 
+def test_cli_finds_the_suites_folder_in_the_current_directory_and_takes_every_path_as_an_option(
+        tmp_path, monkeypatch, capsys):
+    """An installed cairnrl runs the ./benchmarks of any directory; results go where the options say."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "benchmarks", raising=False)  # the repository's, when another test imported it
+    assert cairnrl_main(["bench", "--list"]) == 2
+    assert "is not a suites folder" in capsys.readouterr().err
+    folder = tmp_path / "benchmarks"
+    folder.mkdir()
+    (folder / "__init__.py").write_text("")
+    (folder / "toy.py").write_text('"""Toy benchmark for the CLI test."""\nfrom bench_toy import EXPERIMENT\n')
+    assert cairnrl_main(["bench", "--list"]) == 0 and "toy" in capsys.readouterr().out
+    published, document = tmp_path / "pub", tmp_path / "docs" / "BENCH.md"
+    document.parent.mkdir()
+    assert cairnrl_main(["bench", "toy", "--quick", "--no-progress", "--publish", "--published", str(published),
+                         "--document", str(document)]) == 0
+    assert (tmp_path / "results" / "bench" / "toy" / "quick" / "report" / "summary.json").is_file()
+    assert (published / "toy" / "quick" / "summary.json").is_file() and not (folder / "results").exists()
+    text = document.read_text()
+    assert "`cairnrl bench toy --quick --workers 1`" in text and "../pub/toy/quick/curves.png" in text
+    assert cairnrl_main(["bench", "toy", "--ray-address", "auto"]) == 2
+    assert "--ray-address is for --launcher ray" in capsys.readouterr().err
+
+
 def test_register_adds_the_bench_subcommand():
     parser = argparse.ArgumentParser(prog="cairnrl")
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["bench", "sqirl", "--quick", "--workers", "2", "--out", "somewhere"])
+    args = parser.parse_args(["bench", "sqirl", "--quick", "--workers", "2", "--out", "somewhere", "--launcher", "ray"])
     assert (args.name, args.quick, args.workers, args.out, args.func) == ("sqirl", True, 2, "somewhere", run_benchmark)
+    assert (args.launcher, args.ray_address, args.suites) == ("ray", None, None)
     assert parser.parse_args(["bench", "--list"]).list

@@ -10,8 +10,8 @@ import pytest
 import benchmarks.offline as offline
 from cairnrl.bench import d3rlpy_peer
 from cairnrl.bench import d3rlpy_worker as worker
-from cairnrl.bench.cli import list_benchmarks
 from cairnrl.bench.experiment import RunResult
+from cairnrl.bench.suites import list_benchmarks
 from cairnrl.core.seeding import spawn_seeds
 from cairnrl.data import Dataset, Episode, collect, normalized_score
 from cairnrl.exceptions import ConfigError, EnvError
@@ -189,7 +189,12 @@ def test_venv_helper_errors_and_reuse(tmp_path, monkeypatch):
     assert d3rlpy_peer.ensure_d3rlpy_env(ready) == python
     monkeypatch.setenv(d3rlpy_peer.VENV_VARIABLE, str(ready))
     assert d3rlpy_peer.ensure_d3rlpy_env() == python
-    assert "torch==2.13.0" in d3rlpy_peer.requirements() and "d3rlpy==2.8.1" in d3rlpy_peer.requirements()
+    assert "d3rlpy==2.8.1" in d3rlpy_peer.requirements()
+    # The venv's torch is the running interpreter's release (a local build tag such as +cpu dropped).
+    monkeypatch.setattr(d3rlpy_peer.torch, "__version__", "2.13.0+cpu")
+    assert d3rlpy_peer.requirements()[0] == "torch==2.13.0"
+    monkeypatch.setattr(d3rlpy_peer.torch, "__version__", "2.7.1")
+    assert d3rlpy_peer.requirements()[0] == "torch==2.7.1"
 
 
 def test_worker_progress_forwarding_and_timeout(tmp_path):

@@ -7,8 +7,9 @@ import json
 
 import numpy as np
 
+from cairnrl.cli import main
+from cairnrl.cli.data import register
 from cairnrl.data import collect, load
-from cairnrl.data.cli import main, register
 
 MIXED = [(4, "terminal"), (5, "timeout"), (3, "both")]
 

@@ -78,8 +78,8 @@ def test_gymnasium_robotics_backend_when_installed():
 
 
 def test_data_make_pointmaze_stitch_command(tmp_path, capsys):
+    from cairnrl.cli import main
     from cairnrl.data import load
-    from cairnrl.data.cli import main
 
     assert (
         main(["data", "make", "pointmaze-stitch", "--out", str(tmp_path), "--maze-trajectories", "4", "--no-progress"])

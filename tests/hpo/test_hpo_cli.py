@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from cairnrl.hpo.cli import main
+from cairnrl.cli import main
 
 
 def test_tune_sqirl_then_report(tmp_path, capsys):
@@ -57,4 +57,7 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert main(["tune", "report", "--storage", str(tmp_path / "none.journal"), "--study", "x"]) == 2
     assert "no study 'x'" in capsys.readouterr().err
     assert main(["tune", "nope", "--env", "CartPole-v1", "--trials", "1", "--budget", "10"]) == 2
-    assert "unknown algorithm 'nope'" in capsys.readouterr().err
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+    # report and join take their own options, not the tuning ones.
+    assert main(["tune", "report", "--storage", "x.journal", "--study", "x", "--trials", "3"]) == 2
+    assert "unrecognized arguments: --trials 3" in capsys.readouterr().err

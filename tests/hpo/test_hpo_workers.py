@@ -51,7 +51,7 @@ def _wait_until_mid_trial(study: optuna.Study, pid: int, deadline: float) -> lis
 
 def test_killed_postgres_worker_loses_no_completed_trial(postgres_url):
     create_study(_settings(), postgres_url, STUDY, n_trials=N_TRIALS)
-    join = [sys.executable, "-m", "cairnrl.hpo.cli", "tune", "join", "--storage", postgres_url, "--study", STUDY,
+    join = [sys.executable, "-m", "cairnrl.cli", "tune", "join", "--storage", postgres_url, "--study", STUDY,
             "--heartbeat", "1", "--grace-period", "2"]
     victim = subprocess.Popen([*join, "--worker", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     survivor = subprocess.Popen([*join, "--worker", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -1,20 +1,25 @@
 """``cairnrl data make | collect | info | validate | convert | teacher train | teacher publish``.
 
-:func:`register` adds the ``data`` command to the top-level ``cairnrl`` parser; :func:`main` runs it alone.
-Every sub-command returns 0 on success; a user error ends as ``cairnrl: error: ...`` on stderr and exit code 2
-(no traceback), as for every ``cairnrl`` command.
+:func:`register` adds the ``data`` command to the top-level ``cairnrl`` parser.  Every sub-command returns 0 on
+success; a user error ends as ``cairnrl: error: ...`` on stderr and exit code 2 (no traceback), as for every
+``cairnrl`` command.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 
-from cairnrl.cli import ArgumentParser, positive_int, run_parser
+from cairnrl.cli.options import (
+    add_group,
+    add_progress_option,
+    add_seed_option,
+    add_threads_option,
+    positive_int,
+)
 from cairnrl.data.collect import collect
 from cairnrl.data.dataset import Dataset
 from cairnrl.data.io import FORMATS, load, save
@@ -184,7 +189,7 @@ def _teacher_publish(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``data`` and its sub-commands to a ``cairnrl`` parser's sub-parsers."""
-    data = subparsers.add_parser("data", help="offline datasets: make, collect, inspect, validate, convert")
+    data = add_group(subparsers, "data", __doc__)
     commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
 
     validate = commands.add_parser("validate", help="load a dataset and run every check")
@@ -211,10 +216,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     budget.add_argument("--steps", type=positive_int)
     gather.add_argument("--policy", default="random", help="'random' or a published teacher folder")
     gather.add_argument("--which", default="expert", choices=("expert", "medium"), help="teacher snapshot to use")
-    gather.add_argument("--seed", type=int, default=0)
+    add_seed_option(gather)
     gather.add_argument("--stochastic", action="store_true", help="sample actions instead of the policy mean")
-    gather.add_argument("--threads", type=positive_int, default=1)
-    gather.add_argument("--no-progress", action="store_true")
+    add_threads_option(gather)
+    add_progress_option(gather)
     gather.add_argument("--overwrite", action="store_true")
     gather.set_defaults(func=_collect)
 
@@ -225,14 +230,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     make.add_argument("--budget", type=positive_int, default=1_000_000,
                       help="SAC training steps of a teacher trained here when none is committed")
     make.add_argument("--steps", type=positive_int, default=1_000_000, help="steps per random/medium/expert part")
-    make.add_argument("--seed", type=int, default=0)
+    add_seed_option(make)
     make.add_argument("--eval-every", type=positive_int, help="steps between evaluations of a teacher trained here "
                                                                 "(default budget/20)")
     make.add_argument("--eval-episodes", type=positive_int, default=5)
     make.add_argument("--deterministic", action="store_true", help="collect with the SAC mean action")
     make.add_argument("--device", default="cpu")
-    make.add_argument("--threads", type=positive_int, default=1)
-    make.add_argument("--no-progress", action="store_true")
+    add_threads_option(make)
+    add_progress_option(make)
     make.add_argument("--overwrite", action="store_true")
     make.add_argument("--maze-backend", choices=BACKENDS, default="cairnrl", help="pointmaze-stitch: which env")
     make.add_argument("--maze-trajectories", type=positive_int, default=1000, help="pointmaze-stitch: trajectories")
@@ -245,7 +250,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--budget", type=positive_int, required=True, help="total SAC env steps of the run")
     train.add_argument("--run-dir", required=True, help="run directory (continued when it exists)")
     train.add_argument("--chunk", type=positive_int, help="train at most this many steps in this call")
-    train.add_argument("--seed", type=int, default=0)
+    add_seed_option(train)
     train.add_argument("--learning-starts", type=int, help="uniform-random warm-up steps (default min(10k, budget/10))")
     train.add_argument("--eval-every", type=positive_int, help="steps between evaluations and snapshots "
                                                                  "(default budget/100)")
@@ -254,8 +259,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--checkpoint-every", type=positive_int, help="steps between resume states "
                                                                        "(default 5 x eval-every)")
     train.add_argument("--device", default="cpu")
-    train.add_argument("--threads", type=positive_int, default=1)
-    train.add_argument("--no-progress", action="store_true")
+    add_threads_option(train)
+    add_progress_option(train)
     train.set_defaults(func=_teacher_train)
     publish = teacher_commands.add_parser("publish", help="write the small committed teacher of a run directory")
     publish.add_argument("run_dir")
@@ -265,13 +270,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     publish.add_argument("--overwrite", action="store_true")
     publish.set_defaults(func=_teacher_publish)
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Run ``cairnrl data ...`` with ``argv`` (without the program name), returning the exit code."""
-    parser = ArgumentParser(prog="cairnrl")
-    register(parser.add_subparsers(dest="command", required=True))
-    return run_parser(parser, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

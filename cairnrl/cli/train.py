@@ -1,115 +1,34 @@
-"""The ``cairnrl`` command line: ``train``, ``eval``, ``list`` and the sub-commands of the library's modules.
+"""``cairnrl train``, ``cairnrl eval`` and ``cairnrl list``.
 
-Every user error (a bad argument, hyperparameter, env or file) ends as one line ``cairnrl: error: ...`` on
-stderr and exit code 2, never a traceback.
+The handlers import torch, SB3 and the algorithms when they run, so that ``cairnrl train --help`` stays instant.
 """
-
-# Parsing imports nothing heavy: torch, SB3 and the algorithms load once a command runs, so --help is instant.
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import re
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from cairnrl import __version__
-from cairnrl.exceptions import CairnError, ConfigError
+from cairnrl.cli.options import (
+    ALGORITHM_NAMES,
+    add_dataset_option,
+    add_env_option,
+    add_progress_option,
+    add_seed_option,
+    add_set_option,
+    add_threads_option,
+    nonnegative_int,
+    parse_assignments,
+    positive_int,
+    read_config,
+)
+from cairnrl.exceptions import ConfigError
 
 if TYPE_CHECKING:
     from cairnrl.core.base import BaseAlgorithm
 
 MODEL_DIR = "model"
-#: Every algorithm ``train`` accepts (``cairnrl list algorithms`` prints them from the registry; a test keeps the
-#: two equal, so the help never needs to import the algorithms).
-ALGORITHM_NAMES = ("bc", "contrastive_ucb", "contrastive_ucb_dqn", "fdvl", "iql", "mbrcsl", "recoil", "s3rl",
-                   "sequoia", "sqirl", "td3bc", "sb3-a2c", "sb3-ddpg", "sb3-dqn", "sb3-ppo", "sb3-sac", "sb3-td3")
-#: Sub-commands defined by other modules: ``name -> (module with register(subparsers), one-line help)``.
-EXTERNAL_COMMANDS = {
-    "data": ("cairnrl.data.cli", "offline datasets: make, collect, inspect, validate, convert"),
-    "tune": ("cairnrl.hpo.cli", "tune hyperparameters on tuning seeds, report on unseen test seeds"),
-    "bench": ("cairnrl.bench.cli", "run a reproducible benchmark and update BENCHMARKS.md"),
-}
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse with cairnrl's one error format: usage, then ``cairnrl: error: ...``, exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(2, f"cairnrl: error: {message}\n")
-
-
-def plain_text(docstring: str | None) -> str:
-    """A reStructuredText docstring as plain text for ``--help``: roles and literal markup removed."""
-    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", docstring or "")
-    return text.replace("``", "")
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    return _int_at_least(text, 1, "a positive integer")
-
-
-def nonnegative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    return _int_at_least(text, 0, "an integer >= 0")
-
-
-def _int_at_least(text: str, minimum: int, what: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return value
-
-
-def parse_assignments(assignments: list[str]) -> dict[str, Any]:
-    """``["k=v", ...]`` to a dict; values are parsed as JSON when possible (``3``, ``1e-4``, ``[64,64]``, ``true``)."""
-    parsed: dict[str, Any] = {}
-    for item in assignments:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        try:
-            parsed[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            parsed[key] = raw
-    return parsed
-
-
-def read_config(path: str) -> dict[str, Any]:
-    """Hyperparameters from a JSON (or, with PyYAML installed, YAML) file; a top-level ``hyperparameters``
-    key is unwrapped, so the best-configuration files written by ``cairnrl tune`` are accepted as they are."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    text = file.read_text()
-    if file.suffix in {".yaml", ".yml"}:
-        try:
-            import yaml
-        except ImportError as error:
-            raise ConfigError(f"{path}: reading YAML needs PyYAML (pip install pyyaml), or use JSON") from error
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path} is not valid YAML: {error}") from error
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"{path} is not valid JSON: {error}") from error
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of hyperparameters")
-    data = data.get("hyperparameters", data)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: 'hyperparameters' must be a mapping")
-    return data
 
 
 def read_run_record(run_dir: Path) -> dict[str, Any]:
@@ -289,32 +208,25 @@ def _list(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- parser
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The ``cairnrl`` argument parser; with ``command`` set, the other modules' commands stay help-only stubs,
-    so parsing does not import them."""
-    parser = ArgumentParser(prog="cairnrl", description=plain_text(__doc__),
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"cairnrl {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``train``, ``eval`` and ``list`` to the ``cairnrl`` command's sub-parsers."""
     train = commands.add_parser("train", help="train an algorithm and print its final evaluation")
     train.add_argument("algorithm", help=f"one of {', '.join(ALGORITHM_NAMES)} (cairnrl list algorithms)")
-    train.add_argument("--env", default=None, help="env id (cairnrl/... or any Gymnasium id; cairnrl list envs); "
-                       "offline algorithms evaluate on it (default: the dataset's env)")
-    train.add_argument("--dataset", default=None, help="offline algorithms (iql, td3bc, bc, ...): a dataset file or "
-                       "folder that cairnrl.data.load reads")
+    add_env_option(train, "env id (cairnrl/... or any Gymnasium id; cairnrl list envs); offline algorithms "
+                          "evaluate on it (default: the dataset's env)")
+    add_dataset_option(train)
     train.add_argument("--timesteps", type=positive_int, required=True,
                        help="env steps to train for (offline algorithms: gradient updates)")
-    train.add_argument("--seed", type=nonnegative_int, default=0)
+    add_seed_option(train)
     train.add_argument("--logdir", default="runs", help="folder for run folders (TensorBoard, run.json, model)")
     train.add_argument("--name", default=None, help="run name prefix inside --logdir (default: the algorithm)")
     train.add_argument("--config", default=None, help="JSON/YAML file of hyperparameters")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a hyperparameter")
+    add_set_option(train)
     train.add_argument("--eval-episodes", type=nonnegative_int, default=10,
                        help="episodes of the final evaluation (0 skips it)")
-    train.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    add_threads_option(train)
     train.add_argument("--verbose", type=nonnegative_int, default=0)
-    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_option(train)
     train.set_defaults(func=_train)
 
     evaluate = commands.add_parser(
@@ -324,40 +236,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--episodes", type=positive_int, default=None,
                           help="episodes (default: as many as the final evaluation, else 10)")
-    evaluate.add_argument("--seed", type=nonnegative_int, default=None,
-                          help="evaluation seed (default: the one the final evaluation used)")
-    evaluate.add_argument("--env", default=None, help="evaluate on another env id")
+    add_seed_option(evaluate, None, "evaluation seed (default: the one the final evaluation used)")
+    add_env_option(evaluate, "evaluate on another env id")
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of acting greedily")
     evaluate.set_defaults(func=_eval)
 
     listing = commands.add_parser("list", help="list the algorithms and the registered cairnrl envs")
     listing.add_argument("what", nargs="?", choices=("algorithms", "envs", "all"), default="all")
     listing.set_defaults(func=_list)
-
-    for name, (module, help_text) in EXTERNAL_COMMANDS.items():
-        if command is None or command == name:
-            importlib.import_module(module).register(commands)
-        else:
-            commands.add_parser(name, help=help_text, add_help=False)
-    return parser
-
-
-def run_parser(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
-    """Parse ``argv`` and run the chosen command; a :class:`CairnError` becomes one line on stderr and exit code 2."""
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except CairnError as error:
-        print(f"cairnrl: error: {error}", file=sys.stderr)
-        return 2
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``cairnrl`` console script."""
-    arguments = sys.argv[1:] if argv is None else argv
-    command = next((item for item in arguments if not item.startswith("-")), "")
-    return run_parser(build_parser(command), arguments)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
