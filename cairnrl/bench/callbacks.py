@@ -49,8 +49,8 @@ def exact_value(evaluator: ExactEvaluator, time_indexed: bool) -> Callable[[Any]
 class OptimumEvalCallback(BaseCallback):
     """Every ``eval_freq`` env steps, evaluate the policy and record when it first reaches the optimum.
 
-    Spec ``sqirl_snapshot.md`` A6: the empirical sample complexity of a run is the first env step at which the
-    algorithm's policy is optimal.  A run is solved at an evaluation when
+    The empirical sample complexity of a run (Laidlaw et al., ICLR 2024, section 4, as in the BRIDGE dataset) is
+    the first env step at which the algorithm's policy is optimal.  A run is solved at an evaluation when
     ``value >= optimal_return - tolerance * |optimal_return - random_return|``; with :func:`exact_value` the
     value is the exact expected return, so the step is exact up to the evaluation period.  Evaluations happen
     at the start (before learning), every ``eval_freq`` steps and at the end; each is logged under ``eval/``

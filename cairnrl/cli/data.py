@@ -20,7 +20,7 @@ from cairnrl.cli.options import (
     add_threads_option,
     positive_int,
 )
-from cairnrl.data.collect import collect
+from cairnrl.data.collection import collect
 from cairnrl.data.dataset import Dataset
 from cairnrl.data.io import FORMATS, load, save
 from cairnrl.data.pointmaze import BACKENDS, make_pointmaze_stitch

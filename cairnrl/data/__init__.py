@@ -24,7 +24,7 @@ from cairnrl.data.scores import REF_SCORES, normalized_score, reference_scores
 # Collection and the teacher-based recipes need the env layer and Stable-Baselines3: imported on first use, so
 # loading and sampling datasets stays light.
 _LAZY = {
-    "collect": "cairnrl.data.collect",
+    "collect": "cairnrl.data.collection",
     "RECIPE_ENVS": "cairnrl.data.recipes",
     "make_dataset": "cairnrl.data.recipes",
     "parse_recipe": "cairnrl.data.recipes",
@@ -38,7 +38,7 @@ _LAZY = {
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # the submodule ``collect`` would otherwise shadow the function of that name
+        globals()[name] = value
         return value
     raise AttributeError(f"module 'cairnrl.data' has no attribute {name!r}")
 

@@ -88,7 +88,7 @@ def concatenated_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 class Dataset:
     """An offline RL dataset of whole episodes; see the module docstring for the layout.
 
-    Construct it with :meth:`from_episodes`, :func:`cairnrl.data.load`, :func:`cairnrl.data.collect` or
+    Construct it with :meth:`from_episodes`, :func:`cairnrl.data.load`, :func:`cairnrl.data.collection` or
     :func:`cairnrl.data.from_d4rl_arrays`; the constructor takes the flat arrays directly and validates them
     (shapes, per-episode alignment, dtypes, finite values, actions inside the action space, end flags only on
     last steps), raising :class:`DatasetError` that names ``source``, the key, the episode and the step.

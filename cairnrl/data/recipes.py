@@ -43,7 +43,7 @@ import numpy as np
 
 from cairnrl.core.seeding import check_seed, spawn_seeds
 from cairnrl.core.validation import check_int
-from cairnrl.data.collect import collect
+from cairnrl.data.collection import collect
 from cairnrl.data.dataset import Dataset, concatenate
 from cairnrl.data.scores import normalized_score, reference_scores
 from cairnrl.data.teacher import TEACHER_FILE, Teacher, publish_teacher, train_teacher

@@ -1,4 +1,4 @@
-"""``cairnrl.data.collect``: roll a policy out in an env and record whole episodes.
+"""``cairnrl.data.collection``: roll a policy out in an env and record whole episodes.
 
 Episode ``i`` resets with the ``i``-th seed spawned from ``seed`` (``numpy.random.SeedSequence``), the random
 policy's action stream and torch's sampling (for stochastic SB3 policies) get their own sub-seeds, and torch's
