@@ -33,7 +33,7 @@ from cairnrl.core.seeding import check_seed, spawn_seeds
 from cairnrl.core.validation import check_int
 from cairnrl.data.dataset import Dataset
 from cairnrl.data.scores import normalized_score, reference_key
-from cairnrl.exceptions import CairnError, ConfigError, EnvError
+from cairnrl.exceptions import ConfigError, EnvError, PeerError
 
 ALGORITHMS = ("bc", "iql", "cql", "td3bc")
 D3RLPY_VERSION = "2.8.1"
@@ -47,10 +47,6 @@ D4RL_KEYS = ("observations", "actions", "rewards", "next_observations", "termina
 _EVAL_SEED_KEY = 0xD3E7A1
 _PIP_TAIL_LINES = 8
 _WORKER_TAIL_LINES = 8
-
-
-class PeerError(CairnError):
-    """A peer library that cannot be installed or whose run failed; the message names the step and its output."""
 
 
 # ------------------------------------------------------------------------------------------------- the venv

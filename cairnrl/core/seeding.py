@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from cairnrl.exceptions import ConfigError
+from cairnrl.exceptions import CheckpointError, ConfigError
 
 _MAX_SEED = 2**31 - 1
 
@@ -47,7 +47,8 @@ def get_rng_state() -> dict[str, np.ndarray]:
     """The global torch and NumPy RNG states as plain arrays (for checkpoints)."""
     state: dict[str, np.ndarray] = {"torch_cpu": torch.get_rng_state().numpy().copy()}
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    assert kind == "MT19937"
+    if kind != "MT19937":
+        raise CheckpointError(f"NumPy's global generator is {kind!r}; only its MT19937 state can be saved")
     state["numpy_keys"] = np.asarray(keys, dtype=np.uint32)
     state["numpy_misc"] = np.array([pos, has_gauss], dtype=np.int64)
     state["numpy_cached"] = np.array([cached], dtype=np.float64)

@@ -35,12 +35,12 @@ from torch import nn
 
 from cairnrl.core.seeding import check_seed
 from cairnrl.core.validation import check_bool, check_choice, check_int
-from cairnrl.exceptions import ConfigError
+from cairnrl.exceptions import ConfigError, SolverError
 from cairnrl.mip.encoding import BOUND_TIGHTENING, INPUT_ORDERS, ReluNetwork, encode_q_network, network_inputs
 from cairnrl.mip.feasible import FeasibleSet
 from cairnrl.mip.heuristic import fast_argmax, fast_options
 from cairnrl.mip.model import CompiledModel, MILPModel
-from cairnrl.mip.solvers import MILPSolver, SolveOptions, SolverError, get_solver
+from cairnrl.mip.solvers import MILPSolver, SolveOptions, get_solver
 
 METHODS = ("milp", "enumerate", "auto")
 # Default absolute MIP gap, as a fraction of the problem's largest one-step reward.
