@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from cairnrl.bench.locking import exclusive_lock
+from cairnrl.core.fileio import atomic_write
 from cairnrl.core.seeding import check_seed, spawn_seeds
 from cairnrl.core.validation import check_int
 from cairnrl.data.dataset import Dataset
@@ -166,11 +167,8 @@ def export_d4rl_npz(dataset: Dataset, path: str | Path) -> Path:
         raise ConfigError(f"dataset must be a cairnrl.data.Dataset, got {type(dataset).__name__}")
     arrays = dataset.to_d4rl()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **{key: np.ascontiguousarray(arrays[key]) for key in D4RL_KEYS})  # type: ignore[arg-type]
-    tmp.replace(path)
-    return path
+    flat = {key: np.ascontiguousarray(arrays[key]) for key in D4RL_KEYS}
+    return atomic_write(path, lambda temporary: np.savez(temporary, **flat), suffix=".npz")  # type: ignore[arg-type]
 
 
 def eval_seeds(seed: int, n: int) -> list[int]:

@@ -27,6 +27,8 @@ from stable_baselines3.common.type_aliases import TrainFreq
 from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule
 
 from cairnrl.core import checkpoint as ckpt
+from cairnrl.core.base import RUN_ARGUMENTS
+from cairnrl.core.fileio import is_json_value
 from cairnrl.core.seeding import get_rng_state, set_rng_state
 from cairnrl.core.spaces import space_from_json, space_to_json
 from cairnrl.exceptions import CheckpointError, ConfigError
@@ -38,9 +40,9 @@ SCHEDULE_ARGUMENTS = frozenset({"learning_rate", "clip_range", "clip_range_vf"})
 # SB3 keeps these constructor arguments under another attribute name.
 _ATTRIBUTE_NAMES = {"stats_window_size": "_stats_window_size"}
 _DEFAULT_BUFFERS = (None, ReplayBuffer, DictReplayBuffer, RolloutBuffer, DictRolloutBuffer)
-_SKIPPED_ARGUMENTS = {"self", "policy", "env", "tensorboard_log", "verbose", "seed", "device", "_init_setup_model",
-                      "policy_kwargs", "action_noise", "replay_buffer_class", "replay_buffer_kwargs",
-                      "rollout_buffer_class", "rollout_buffer_kwargs"}
+# Constructor arguments not stored with the others: the run's (env, seeding, logging), the policy alias (stored on
+# its own) and the keyword arguments of SB3's default buffers.
+_NOT_STORED = RUN_ARGUMENTS | {"policy", "replay_buffer_kwargs", "rollout_buffer_kwargs"}
 
 
 class SpacesOnlyEnv(gym.Env):
@@ -55,16 +57,6 @@ class SpacesOnlyEnv(gym.Env):
 
     def step(self, action: Any):
         raise RuntimeError("SpacesOnlyEnv cannot be stepped; pass a real env to train or evaluate")
-
-
-def is_json_value(value: Any) -> bool:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(is_json_value(item) for item in value)
-    if isinstance(value, dict):
-        return all(isinstance(key, str) and is_json_value(item) for key, item in value.items())
-    return False
 
 
 def policy_kwargs_to_json(policy_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -241,8 +233,7 @@ def constructor_arguments(model: SB3Algorithm) -> dict[str, Any]:
     buffer class or action noise, which cannot be saved without pickle."""
     arguments: dict[str, Any] = {}
     for name in inspect.signature(type(model).__init__).parameters:
-        if name in _SKIPPED_ARGUMENTS - {"policy_kwargs", "action_noise", "replay_buffer_class",
-                                          "rollout_buffer_class"}:
+        if name in _NOT_STORED:
             continue
         attribute = _ATTRIBUTE_NAMES.get(name, name)
         if not hasattr(model, attribute):  # e.g. A2C's use_rms_prop, already folded into policy_kwargs
@@ -255,8 +246,6 @@ def constructor_arguments(model: SB3Algorithm) -> dict[str, Any]:
         if name == "action_noise":
             if value is not None:
                 raise ConfigError("action_noise objects cannot be saved without pickle; set it again after loading")
-            continue
-        if name in ("replay_buffer_kwargs", "rollout_buffer_kwargs") and not value:
             continue
         arguments[name] = (value.frequency, value.unit.value) if isinstance(value, TrainFreq) else value
     return arguments
