@@ -46,6 +46,7 @@ from typing_extensions import Self
 
 import cairnrl
 from cairnrl.core import checkpoint as ckpt
+from cairnrl.core.compat import set_reset_seeds
 from cairnrl.core.evaluation import EvaluationResult, evaluate, final_evaluation_seed
 from cairnrl.core.fileio import is_json_value
 from cairnrl.core.records import utc_now, write_training_record
@@ -233,7 +234,7 @@ class BaseAlgorithm(ABC):
             self.action_space = vec_env.action_space
         # SB3's VecEnv.seed(s) gives sub-env i the seed s + i, so runs with seeds 0 and 1 would share streams;
         # the next vec_env.reset() uses these SeedSequence children instead.
-        vec_env._seeds = list[int | None](spawn_seeds(self.seed, vec_env.num_envs, key=1))
+        set_reset_seeds(vec_env, spawn_seeds(self.seed, vec_env.num_envs, key=1))
         self.action_space.seed(spawn_seeds(self.seed, 1, key=2)[0])
         self.env = vec_env
 
