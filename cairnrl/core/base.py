@@ -50,7 +50,15 @@ from cairnrl.core.compat import set_reset_seeds
 from cairnrl.core.evaluation import EvaluationResult, evaluate, final_evaluation_seed
 from cairnrl.core.fileio import is_json_value
 from cairnrl.core.records import utc_now, write_training_record
-from cairnrl.core.seeding import check_seed, get_rng_state, seed_everything, set_rng_state, spawn_seeds
+from cairnrl.core.seeding import (
+    ACTION_SPACE_SEED_KEY,
+    ENV_SEED_KEY,
+    check_seed,
+    get_rng_state,
+    seed_everything,
+    set_rng_state,
+    spawn_seeds,
+)
 from cairnrl.core.spaces import space_from_json, space_to_json, spaces_equal
 from cairnrl.core.state import gather_state, restore_state
 from cairnrl.core.validation import check_choice, check_int
@@ -234,8 +242,8 @@ class BaseAlgorithm(ABC):
             self.action_space = vec_env.action_space
         # SB3's VecEnv.seed(s) gives sub-env i the seed s + i, so runs with seeds 0 and 1 would share streams;
         # the next vec_env.reset() uses these SeedSequence children instead.
-        set_reset_seeds(vec_env, spawn_seeds(self.seed, vec_env.num_envs, key=1))
-        self.action_space.seed(spawn_seeds(self.seed, 1, key=2)[0])
+        set_reset_seeds(vec_env, spawn_seeds(self.seed, vec_env.num_envs, key=ENV_SEED_KEY))
+        self.action_space.seed(spawn_seeds(self.seed, 1, key=ACTION_SPACE_SEED_KEY)[0])
         self.env = vec_env
 
     def _check_env_matches(self, observation_space: gym.Space, action_space: gym.Space) -> None:
