@@ -28,6 +28,7 @@ from stable_baselines3.common.buffers import DictReplayBuffer, DictRolloutBuffer
 from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.type_aliases import TrainFreq
 
+from cairnrl.core.base import RUN_ARGUMENTS
 from cairnrl.core.compat import constructor_attribute, normal_noise_parameters
 from cairnrl.core.sb3_io import decode_sb3_kwargs, encode_sb3_kwargs
 from cairnrl.exceptions import ConfigError
@@ -35,9 +36,7 @@ from cairnrl.exceptions import ConfigError
 STUDENT_CLASSES: dict[str, type[SB3Algorithm]] = {"SAC": SAC, "TD3": TD3, "PPO": PPO}
 OFF_POLICY = frozenset({"SAC", "TD3"})
 #: Arguments S3RL sets itself (env, seeding, device, logging) or through its own parameters (action noise).
-MANAGED_ARGUMENTS = frozenset(
-    {"self", "policy", "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model", "action_noise"}
-)
+MANAGED_ARGUMENTS = RUN_ARGUMENTS | {"policy", "action_noise"}
 _DEFAULT_BUFFERS = (None, ReplayBuffer, DictReplayBuffer, RolloutBuffer, DictRolloutBuffer)
 
 #: Student settings of the reference scripts (CleanRL defaults, spec §B4) in SB3's terms. SB3's SAC has one
