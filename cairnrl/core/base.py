@@ -49,16 +49,9 @@ from cairnrl.core import checkpoint as ckpt
 from cairnrl.core.compat import set_reset_seeds
 from cairnrl.core.evaluation import EvaluationResult, evaluate, final_evaluation_seed
 from cairnrl.core.fileio import is_json_value
+from cairnrl.core.global_rng import get_rng_state, seed_everything, set_rng_state
 from cairnrl.core.records import utc_now, write_training_record
-from cairnrl.core.seeding import (
-    ACTION_SPACE_SEED_KEY,
-    ENV_SEED_KEY,
-    check_seed,
-    get_rng_state,
-    seed_everything,
-    set_rng_state,
-    spawn_seeds,
-)
+from cairnrl.core.seeding import ACTION_SPACE_SEED_KEY, ENV_SEED_KEY, check_seed, spawn_seeds
 from cairnrl.core.spaces import space_from_json, space_to_json, spaces_equal
 from cairnrl.core.state import gather_state, restore_state
 from cairnrl.core.validation import check_choice, check_int

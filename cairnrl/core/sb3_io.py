@@ -37,8 +37,8 @@ from cairnrl.core.compat import (
     update_count,
 )
 from cairnrl.core.fileio import is_json_value
+from cairnrl.core.global_rng import get_rng_state, set_rng_state
 from cairnrl.core.normalization import restore_running_stats, running_stats_state
-from cairnrl.core.seeding import get_rng_state, set_rng_state
 from cairnrl.core.spaces import space_from_json, space_to_json
 from cairnrl.exceptions import CheckpointError, ConfigError
 

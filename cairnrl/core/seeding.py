@@ -1,23 +1,23 @@
-"""Seeding: one integer seed drives Python, NumPy, torch, the env and every derived stream.
+"""Seeding: one integer seed drives the env and every derived stream (Python's, NumPy's and torch's global
+generators are seeded by :mod:`cairnrl.core.global_rng`).
 
 Sub-seeds come from :class:`numpy.random.SeedSequence` so that runs with seeds 0 and 1 never share a stream
 (``seed + i`` would make sub-env 1 of seed 0 equal sub-env 0 of seed 1).
 
 Every derived stream in cairnrl goes through this module: :func:`spawn_seeds` (integer seeds),
 :func:`seed_stream` (the same seeds one at a time) or :func:`seed_sequence` (a ``SeedSequence`` to build a NumPy
-generator from).  Each consumer names its purpose with a spawn key declared as a module constant,
-``_<PURPOSE>_KEY = <int>``, so two consumers of one master seed never draw the same stream.
+generator from); it needs NumPy only, so an env can derive its streams without loading torch.  Each consumer
+names its purpose with a spawn key declared as a module constant, ``_<PURPOSE>_KEY = <int>``, so two consumers
+of one master seed never draw the same stream.
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 import numpy as np
-import torch
 
-from cairnrl.exceptions import CheckpointError, ConfigError
+from cairnrl.exceptions import ConfigError
 
 _MAX_SEED = 2**31 - 1
 
@@ -68,33 +68,6 @@ def seed_stream(seed: int, *, key: SpawnKey = ()) -> Iterator[int]:
     sequence = seed_sequence(check_seed(seed), key=key)
     while True:
         yield _child_seed(sequence.spawn(1)[0])
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's ``random``, NumPy's global generator and torch (CPU and CUDA)."""
-    seed = check_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def get_rng_state() -> dict[str, np.ndarray]:
-    """The global torch and NumPy RNG states as plain arrays (for checkpoints)."""
-    state: dict[str, np.ndarray] = {"torch_cpu": torch.get_rng_state().numpy().copy()}
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    if kind != "MT19937":
-        raise CheckpointError(f"NumPy's global generator is {kind!r}; only its MT19937 state can be saved")
-    state["numpy_keys"] = np.asarray(keys, dtype=np.uint32)
-    state["numpy_misc"] = np.array([pos, has_gauss], dtype=np.int64)
-    state["numpy_cached"] = np.array([cached], dtype=np.float64)
-    return state
-
-
-def set_rng_state(state: Mapping[str, np.ndarray | torch.Tensor]) -> None:
-    """Restore states produced by :func:`get_rng_state`."""
-    torch.set_rng_state(torch.from_numpy(np.asarray(state["torch_cpu"], dtype=np.uint8).copy()))
-    misc, keys = state["numpy_misc"], np.asarray(state["numpy_keys"], dtype=np.uint32)
-    np.random.set_state(("MT19937", keys, int(misc[0]), int(misc[1]), float(state["numpy_cached"][0])))
 
 
 def generator_state(generator: np.random.Generator) -> dict:

@@ -5,15 +5,8 @@ import pytest
 import torch
 from scipy import stats as scipy_stats
 
-from cairnrl.core.seeding import (
-    check_seed,
-    get_rng_state,
-    seed_everything,
-    seed_sequence,
-    seed_stream,
-    set_rng_state,
-    spawn_seeds,
-)
+from cairnrl.core.global_rng import get_rng_state, seed_everything, set_rng_state
+from cairnrl.core.seeding import check_seed, seed_sequence, seed_stream, spawn_seeds
 from cairnrl.core.stats import iqm, stratified_bootstrap_ci
 from cairnrl.exceptions import ConfigError, StatisticsError
 
