@@ -45,6 +45,8 @@ SEEDS = {"quick": [0, 1], "full": [0, 1, 2, 3, 4]}
 EPISODES = {"quick": {"lock-h5": 600}, "full": {"lock-h5": 2_000, "lock-h10": 4_000}}
 EVAL_EVERY = 50  # training episodes between evaluations
 EVAL_EPISODES = 20
+_EVAL_SEED_KEY = 7  # with the evaluation's index: the seed of each combination-lock evaluation
+_DEEP_EVAL_SEED_KEY = 8  # the same for the deep tasks
 SOLVED_SUCCESS = 0.9
 
 CUCB = {"feature_dim": 3, "beta": 1.0, "planning_interval": 20, "contrastive_steps": 300}
@@ -161,7 +163,7 @@ def execute(spec: RunSpec, context: RunContext) -> dict[str, Any]:
 
     def success_rate(current) -> float:
         calls[0] += 1
-        seed = spawn_seeds(spec.seed, 1, key=(7, calls[0]))[0]
+        seed = spawn_seeds(spec.seed, 1, key=(_EVAL_SEED_KEY, calls[0]))[0]
         returns = evaluate(current, eval_env, n_episodes=EVAL_EPISODES, seed=seed).returns
         return float(np.mean(returns >= 1.0))
 
@@ -206,7 +208,7 @@ def _execute_deep(spec: RunSpec, context: RunContext) -> dict[str, Any]:
 
     def mean_return(current) -> float:
         calls[0] += 1
-        seed = spawn_seeds(spec.seed, 1, key=(8, calls[0]))[0]
+        seed = spawn_seeds(spec.seed, 1, key=(_DEEP_EVAL_SEED_KEY, calls[0]))[0]
         return evaluate(current, eval_env, n_episodes=DEEP_EVAL_EPISODES, seed=seed).mean
 
     def record(point) -> None:

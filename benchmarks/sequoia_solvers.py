@@ -79,7 +79,11 @@ WARM_START = {"n_random_states": 200, "n_random_actions": 10, "epochs": 10, "bat
 ACTING_GOAL_S = 1.0
 GOAL_ARMS = 20  # J at which the acting goal applies
 MATCH_GOAL = 0.95
-_NET_KEY, _DATA_KEY, _FIT_KEY, _STATE_KEY, _FAST_KEY = range(5)
+_NET_KEY = 0  # the Q-network's initialisation
+_DATA_KEY = 1  # the warm start's random states and actions
+_FIT_KEY = 2  # the warm-start fit's minibatches
+_STATE_KEY = 3  # the states the solvers are timed on
+_FAST_KEY = 4  # the fast heuristic's sampling
 
 
 # ================================================================ runs

@@ -160,6 +160,7 @@ def execute(spec: RunSpec, context: RunContext) -> dict[str, Any]:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from cairnrl.algos.registry import make_model
+    from cairnrl.core.compat import update_count
     from cairnrl.envs import make
 
     torch.set_num_threads(1)
@@ -171,7 +172,7 @@ def execute(spec: RunSpec, context: RunContext) -> dict[str, Any]:
     start = time.perf_counter()
     model.learn(config["steps"])
     total = time.perf_counter() - start
-    steps, updates = int(model.num_timesteps), int(model._n_updates)
+    steps, updates = int(model.num_timesteps), update_count(model)
     result = {
         "env_steps": steps, "updates": updates, "seconds": total, "train_seconds": timer.seconds,
         "env_steps_per_s": steps / total,

@@ -25,3 +25,27 @@ class CheckpointError(CairnError, ValueError):
 
 class DatasetError(CairnError, ValueError):
     """An offline dataset that is missing, malformed or inconsistent."""
+
+
+class InfeasibleActionError(EnvError):
+    """An action outside the problem's feasible set was passed to ``step``."""
+
+
+class SolverError(CairnError):
+    """A MILP solver failed in a way that leaves no usable answer."""
+
+
+class SolverUnavailableError(SolverError, ImportError):
+    """An optional solver backend whose Python package is not installed."""
+
+
+class DivergedError(CairnError):
+    """A training run produced non-finite network parameters or a non-finite evaluation score."""
+
+
+class PeerError(CairnError):
+    """A peer library that cannot be installed or whose run failed; the message names the step and its output."""
+
+
+class StatisticsError(CairnError, ValueError):
+    """Scores a statistic cannot be computed from (empty, NaN, mismatched tasks) or an invalid statistic setting."""

@@ -31,11 +31,12 @@ import numpy as np
 import torch
 
 from cairnrl.bench.locking import exclusive_lock
+from cairnrl.core.fileio import atomic_write
 from cairnrl.core.seeding import check_seed, spawn_seeds
 from cairnrl.core.validation import check_int
 from cairnrl.data.dataset import Dataset
 from cairnrl.data.scores import normalized_score, reference_key
-from cairnrl.exceptions import CairnError, ConfigError, EnvError
+from cairnrl.exceptions import ConfigError, EnvError, PeerError
 
 ALGORITHMS = ("bc", "iql", "cql", "td3bc")
 D3RLPY_VERSION = "2.8.1"
@@ -48,10 +49,6 @@ D4RL_KEYS = ("observations", "actions", "rewards", "next_observations", "termina
 _EVAL_SEED_KEY = 0xD3E7A1
 _PIP_TAIL_LINES = 8
 _WORKER_TAIL_LINES = 8
-
-
-class PeerError(CairnError):
-    """A peer library that cannot be installed or whose run failed; the message names the step and its output."""
 
 
 # ------------------------------------------------------------------------------------------------- the venv
@@ -179,11 +176,8 @@ def export_d4rl_npz(dataset: Dataset, path: str | Path) -> Path:
         raise ConfigError(f"dataset must be a cairnrl.data.Dataset, got {type(dataset).__name__}")
     arrays = dataset.to_d4rl()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **{key: np.ascontiguousarray(arrays[key]) for key in D4RL_KEYS})  # type: ignore[arg-type]
-    tmp.replace(path)
-    return path
+    flat = {key: np.ascontiguousarray(arrays[key]) for key in D4RL_KEYS}
+    return atomic_write(path, lambda temporary: np.savez(temporary, **flat), suffix=".npz")  # type: ignore[arg-type]
 
 
 def eval_seeds(seed: int, n: int) -> list[int]:

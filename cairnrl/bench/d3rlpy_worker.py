@@ -47,6 +47,8 @@ ALGORITHMS = {"bc": "BCConfig", "iql": "IQLConfig", "cql": "CQLConfig", "td3bc":
 JOB_KEYS = ("algorithm", "env_id", "n_steps", "n_steps_per_epoch", "seed", "eval_seeds", "hyperparameters")
 
 
+# Not a cairnrl.exceptions.CairnError: this file runs in the d3rlpy virtual env, where cairnrl is not installed,
+# so it imports nothing from cairnrl (the parent process turns a failure into a PeerError).
 class WorkerError(Exception):
     """A job or dataset the worker cannot use; reported as one line, without a traceback."""
 
@@ -279,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"d3rlpy worker: error: {error}", file=sys.stderr)
         return 2
     out = Path(args.out)
+    # Written whole or not at all, as cairnrl.core.fileio.atomic_write does (cairnrl is not importable here).
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(result, indent=1, allow_nan=False))
     tmp.replace(out)

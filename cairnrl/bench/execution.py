@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -19,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cairnrl.bench.experiment import Experiment, RunContext, RunSpec
+from cairnrl.core.fileio import atomic_write
 from cairnrl.core.records import utc_now, write_run_record
 from cairnrl.exceptions import ConfigError
 
@@ -63,10 +62,15 @@ def load_experiment_reference(module_name: str, root: str, attribute: str) -> Ex
 def execute_run(experiment: Experiment, spec: RunSpec, runs_dir: Path, quick: bool,
                 progress: Callable[[int], None], command: str = "") -> Path:
     """Run ``spec`` into ``runs_dir/<run_id>.partial``, record ``run.json`` and rename the folder when done."""
-    final = runs_dir / spec.run_id
-    partial = runs_dir / f"{spec.run_id}{PARTIAL}"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    def run(partial: Path) -> None:
+        partial.mkdir(parents=True)
+        _run_into(experiment, spec, partial, quick, progress, command)
+
+    return atomic_write(runs_dir / spec.run_id, run, temporary=runs_dir / f"{spec.run_id}{PARTIAL}")
+
+
+def _run_into(experiment: Experiment, spec: RunSpec, partial: Path, quick: bool,
+              progress: Callable[[int], None], command: str) -> None:
     started, clock = utc_now(), time.perf_counter()
     result = experiment.execute(spec, RunContext(partial, progress, quick))
     if not isinstance(result, dict):
@@ -78,9 +82,6 @@ def execute_run(experiment: Experiment, spec: RunSpec, runs_dir: Path, quick: bo
         "task": spec.task, "seed": spec.seed, "hyperparameters": spec.config, "start_time": started,
         "end_time": utc_now(), "wall_time_s": time.perf_counter() - clock, "result": result, "status": "finished",
     })
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(partial, final)
-    return final
 
 
 def finished_record(run_dir: Path, spec: RunSpec) -> dict[str, Any] | None:

@@ -136,8 +136,7 @@ def _run_serial(experiment: Experiment, pending: list[RunSpec], runs_dir: Path, 
         try:
             execute_run(experiment, spec, runs_dir, quick, functools.partial(bar.update, spec.run_id), command)
         except Exception:  # one failing run must not lose the others; all failures are reported at the end
-            failures[spec.run_id] = traceback.format_exc()
-            shutil.rmtree(runs_dir / f"{spec.run_id}{PARTIAL}", ignore_errors=True)
+            failures[spec.run_id] = traceback.format_exc()  # execute_run has removed its partial folder
         bar.finish(spec.run_id)
     return failures
 

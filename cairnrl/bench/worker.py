@@ -10,14 +10,13 @@ Anything the run itself prints goes to stderr, so it cannot corrupt the protocol
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import TextIO
 
-from cairnrl.bench.execution import PARTIAL, execute_run, load_experiment_reference
+from cairnrl.bench.execution import execute_run, load_experiment_reference
 from cairnrl.bench.experiment import RunSpec
 
 # Progress messages are rate-limited: the bar does not need more than a few updates per second.
@@ -56,8 +55,7 @@ def main(argv: list[str]) -> int:
         channel.run_id = spec.run_id
         try:
             execute_run(experiment, spec, Path(runs_dir), mode == "quick", channel.progress, command)
-        except Exception:  # reported to the parent, which lists every failed run at the end
-            shutil.rmtree(Path(runs_dir) / f"{spec.run_id}{PARTIAL}", ignore_errors=True)
+        except Exception:  # reported to the parent, which lists every failed run at the end; no partial folder is left
             channel.send({"event": "failed", "run_id": spec.run_id, "error": traceback.format_exc()})
         else:
             channel.send({"event": "done", "run_id": spec.run_id})

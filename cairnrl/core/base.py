@@ -27,7 +27,6 @@ they are saved in the checkpoint and passed back to ``__init__`` by :meth:`BaseA
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -47,9 +46,12 @@ from typing_extensions import Self
 
 import cairnrl
 from cairnrl.core import checkpoint as ckpt
+from cairnrl.core.compat import set_reset_seeds
 from cairnrl.core.evaluation import EvaluationResult, evaluate, final_evaluation_seed
-from cairnrl.core.records import utc_now, write_run_record
-from cairnrl.core.seeding import check_seed, get_rng_state, seed_everything, set_rng_state, spawn_seeds
+from cairnrl.core.fileio import is_json_value
+from cairnrl.core.global_rng import get_rng_state, seed_everything, set_rng_state
+from cairnrl.core.records import utc_now, write_training_record
+from cairnrl.core.seeding import ACTION_SPACE_SEED_KEY, ENV_SEED_KEY, check_seed, spawn_seeds
 from cairnrl.core.spaces import space_from_json, space_to_json, spaces_equal
 from cairnrl.core.state import gather_state, restore_state
 from cairnrl.core.validation import check_choice, check_int
@@ -58,10 +60,13 @@ from cairnrl.exceptions import CheckpointError, ConfigError, EnvError
 GymEnv = gym.Env | VecEnv | str
 _log = logging.getLogger("cairnrl")
 
-# Constructor arguments that describe the run, not the algorithm; they are not saved as hyperparameters.
-_RUN_ARGUMENTS = frozenset(
-    {"self", "env", "dataset", "seed", "device", "tensorboard_log", "verbose", "final_eval_episodes"}
-)
+#: Constructor arguments of cairnrl and SB3 algorithms that describe the run (its env or dataset, seeding, device,
+#: logging, final evaluation), not the algorithm: never saved as hyperparameters, tuned or fixed by a config, and
+#: the only arguments ``load`` accepts.  ``_init_setup_model`` is SB3's flag for building the networks later.
+RUN_ARGUMENTS = frozenset({
+    "self", "env", "dataset", "seed", "device", "tensorboard_log", "verbose", "final_eval_episodes",
+    "_init_setup_model",
+})
 
 
 class ProgressBar(BaseCallback):
@@ -230,8 +235,8 @@ class BaseAlgorithm(ABC):
             self.action_space = vec_env.action_space
         # SB3's VecEnv.seed(s) gives sub-env i the seed s + i, so runs with seeds 0 and 1 would share streams;
         # the next vec_env.reset() uses these SeedSequence children instead.
-        vec_env._seeds = list[int | None](spawn_seeds(self.seed, vec_env.num_envs, key=1))
-        self.action_space.seed(spawn_seeds(self.seed, 1, key=2)[0])
+        set_reset_seeds(vec_env, spawn_seeds(self.seed, vec_env.num_envs, key=ENV_SEED_KEY))
+        self.action_space.seed(spawn_seeds(self.seed, 1, key=ACTION_SPACE_SEED_KEY)[0])
         self.env = vec_env
 
     def _check_env_matches(self, observation_space: gym.Space, action_space: gym.Space) -> None:
@@ -367,22 +372,11 @@ class BaseAlgorithm(ABC):
                 final = self.evaluate_final().to_dict()
             except EnvError as error:
                 skipped = str(error)
-        write_run_record(
-            folder,
-            {
-                "algorithm": self.algorithm_name,
-                "hyperparameters": self.hyperparameters(),
-                "env_id": self.env_id,
-                "env_kwargs": self.env_kwargs,
-                "seed": self.seed,
-                "num_timesteps": self.num_timesteps,
-                "stop_reason": self.stop_reason,
-                **self._run_record_extras(),
-                "start_time": started,
-                "end_time": utc_now(),
-                "final_evaluation": final,
-                "final_evaluation_skipped": skipped,
-            },
+        write_training_record(
+            folder, algorithm=self.algorithm_name, hyperparameters=self.hyperparameters(), env_id=self.env_id,
+            seed=self.seed, num_timesteps=self.num_timesteps, start_time=started, final_evaluation=final,
+            final_evaluation_skipped=skipped, env_kwargs=self.env_kwargs, stop_reason=self.stop_reason,
+            **self._run_record_extras(),
         )
 
     def _run_record_extras(self) -> dict[str, Any]:
@@ -424,7 +418,7 @@ class BaseAlgorithm(ABC):
 
     def hyperparameters(self) -> dict[str, Any]:
         """The constructor's keyword arguments (JSON values) as currently set."""
-        names = [name for name in inspect.signature(type(self).__init__).parameters if name not in _RUN_ARGUMENTS]
+        names = [name for name in inspect.signature(type(self).__init__).parameters if name not in RUN_ARGUMENTS]
         values = {name: getattr(self, name) for name in names}
         return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
 
@@ -465,7 +459,7 @@ class BaseAlgorithm(ABC):
         config = checkpoint.config
         if config.get("algorithm") != cls.algorithm_name:
             raise CheckpointError(f"{path} holds a {config.get('algorithm')!r} model, not {cls.algorithm_name!r}")
-        unknown = set(kwargs) - _RUN_ARGUMENTS
+        unknown = set(kwargs) - RUN_ARGUMENTS
         if unknown:
             raise ConfigError(f"load() takes run arguments only; hyperparameters come from the checkpoint: {unknown}")
         try:
@@ -513,14 +507,7 @@ class BaseAlgorithm(ABC):
 
 def _json_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     """The JSON-representable part of an env spec's keyword arguments (others cannot be recorded)."""
-    recorded = {}
-    for key, value in kwargs.items():
-        try:
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError):
-            continue
-        recorded[key] = value
-    return recorded
+    return {key: value for key, value in kwargs.items() if is_json_value(value)}
 
 
 def check_policy(policy: str, allowed: tuple[str, ...] = ("MlpPolicy", "CnnPolicy")) -> str:

@@ -25,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
+from cairnrl.core.fileio import atomic_write
 from cairnrl.exceptions import CheckpointError
 
 FORMAT_NAME = "cairnrl-checkpoint"
@@ -82,12 +83,12 @@ def save_checkpoint(path: str | Path, config: dict, groups: dict | None = None) 
     path = Path(path)
     files = _encode(config, groups or {})
     if path.suffix == ".zip":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
-            for name, data in files.items():
-                archive.writestr(name, data)
-        tmp.replace(path)
+        def write_zip(temporary: Path) -> None:
+            with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as archive:
+                for name, data in files.items():
+                    archive.writestr(name, data)
+
+        atomic_write(path, write_zip)
     else:
         path.mkdir(parents=True, exist_ok=True)
         for stale in path.glob("*.safetensors"):

@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
+from cairnrl.core.compat import time_limit_state
 from cairnrl.exceptions import EnvError
 
 
@@ -19,7 +20,7 @@ def time_limit(env: gym.Env) -> int | None:
     current = env
     while isinstance(current, gym.Wrapper):
         if isinstance(current, gym.wrappers.TimeLimit):
-            limit = current._max_episode_steps
+            limit = time_limit_state(current)[1]
         current = current.env
     if limit is None and env.spec is not None:
         limit = env.spec.max_episode_steps

@@ -1,10 +1,19 @@
-"""Fixed input standardisation stored with the model, so a loaded model predicts without the data it came from."""
+"""Input standardisation stored with the model: fixed statistics (:class:`Standardizer`) and the running
+statistics of SB3's ``VecNormalize`` (:func:`running_stats_state`), so a loaded model predicts or resumes without
+the data it came from."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
+
+from cairnrl.exceptions import CheckpointError
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.running_mean_std import RunningMeanStd
 
 
 class Standardizer(nn.Module):
@@ -27,3 +36,29 @@ class Standardizer(nn.Module):
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:
         return (values - self.mean) / (self.std + self.eps)
+
+
+def running_stats_state(
+    obs_rms: RunningMeanStd | dict[str, RunningMeanStd], ret_rms: RunningMeanStd
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """The observation and return statistics of a ``VecNormalize`` as checkpoint tensors (``obs_mean``,
+    ``obs_var``, ``ret_mean``, ``ret_var``) and JSON counts (``obs_count``, ``ret_count``)."""
+    if isinstance(obs_rms, dict):
+        raise CheckpointError("saving VecNormalize statistics of Dict observations is not supported")
+    tensors = {
+        "obs_mean": torch.as_tensor(obs_rms.mean), "obs_var": torch.as_tensor(obs_rms.var),
+        "ret_mean": torch.as_tensor(ret_rms.mean), "ret_var": torch.as_tensor(ret_rms.var),
+    }
+    return tensors, {"obs_count": float(obs_rms.count), "ret_count": float(ret_rms.count)}
+
+
+def restore_running_stats(
+    obs_rms: RunningMeanStd | dict[str, RunningMeanStd], ret_rms: RunningMeanStd,
+    tensors: dict[str, torch.Tensor], counts: dict[str, float],
+) -> None:
+    """Set ``obs_rms`` and ``ret_rms`` in place from :func:`running_stats_state` output."""
+    if isinstance(obs_rms, dict):
+        raise CheckpointError("VecNormalize statistics of Dict observations are not supported")
+    obs_rms.mean, obs_rms.var = tensors["obs_mean"].numpy(), tensors["obs_var"].numpy()
+    ret_rms.mean, ret_rms.var = tensors["ret_mean"].numpy(), tensors["ret_var"].numpy()
+    obs_rms.count, ret_rms.count = counts["obs_count"], counts["ret_count"]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import cairnrl
+from cairnrl.core.fileio import atomic_write
 
 _PACKAGES = ("torch", "gymnasium", "stable-baselines3", "numpy")
 
@@ -56,8 +57,30 @@ def environment_info() -> dict[str, Any]:
 
 def write_run_record(directory: str | Path, record: dict[str, Any]) -> Path:
     """Write ``record`` plus the command line and environment info to ``directory/run.json``."""
-    path = Path(directory) / "run.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     full = {"command": [sys.executable, *sys.argv], **environment_info(), **record}
-    path.write_text(json.dumps(full, indent=2, sort_keys=True, default=str))
-    return path
+    text = json.dumps(full, indent=2, sort_keys=True, default=str)
+    return atomic_write(Path(directory) / "run.json", lambda temporary: temporary.write_text(text))
+
+
+def write_training_record(
+    directory: str | Path,
+    *,
+    algorithm: str,
+    hyperparameters: dict[str, Any],
+    env_id: str | None,
+    seed: int,
+    num_timesteps: int,
+    start_time: str,
+    final_evaluation: dict[str, Any] | None,
+    final_evaluation_skipped: str | None,
+    **extra: Any,
+) -> Path:
+    """The ``run.json`` of one training run, the same fields for a cairnrl algorithm and an SB3 model: what was
+    trained (``algorithm``, ``hyperparameters``, ``env_id``, ``seed``), how far (``num_timesteps``), when
+    (``start_time``, and now as ``end_time``) and the final deterministic evaluation, or why it was skipped.
+    ``extra`` adds fields of one kind of run (``env_kwargs``, ``stop_reason``, an offline run's dataset)."""
+    return write_run_record(directory, {
+        "algorithm": algorithm, "hyperparameters": hyperparameters, "env_id": env_id, "seed": seed,
+        "num_timesteps": num_timesteps, **extra, "start_time": start_time, "end_time": utc_now(),
+        "final_evaluation": final_evaluation, "final_evaluation_skipped": final_evaluation_skipped,
+    })

@@ -28,7 +28,18 @@ from stable_baselines3.common.type_aliases import TrainFreq
 from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule
 
 from cairnrl.core import checkpoint as ckpt
-from cairnrl.core.seeding import get_rng_state, set_rng_state
+from cairnrl.core.base import RUN_ARGUMENTS
+from cairnrl.core.compat import (
+    constructor_attribute,
+    episode_count,
+    set_episode_count,
+    set_update_count,
+    torch_save_params,
+    update_count,
+)
+from cairnrl.core.fileio import is_json_value
+from cairnrl.core.global_rng import get_rng_state, set_rng_state
+from cairnrl.core.normalization import restore_running_stats, running_stats_state
 from cairnrl.core.spaces import space_from_json, space_to_json
 from cairnrl.exceptions import CheckpointError, ConfigError
 
@@ -36,12 +47,10 @@ SB3_CLASSES: dict[str, type[SB3Algorithm]] = {
     name: getattr(sb3, name) for name in ("PPO", "A2C", "SAC", "TD3", "DDPG", "DQN")
 }
 SCHEDULE_ARGUMENTS = frozenset({"learning_rate", "clip_range", "clip_range_vf"})
-# SB3 keeps these constructor arguments under another attribute name.
-_ATTRIBUTE_NAMES = {"stats_window_size": "_stats_window_size"}
 _DEFAULT_BUFFERS = (None, ReplayBuffer, DictReplayBuffer, RolloutBuffer, DictRolloutBuffer)
-_SKIPPED_ARGUMENTS = {"self", "policy", "env", "tensorboard_log", "verbose", "seed", "device", "_init_setup_model",
-                      "policy_kwargs", "action_noise", "replay_buffer_class", "replay_buffer_kwargs",
-                      "rollout_buffer_class", "rollout_buffer_kwargs"}
+# Constructor arguments not stored with the others: the run's (env, seeding, logging), the policy alias (stored on
+# its own) and the keyword arguments of SB3's default buffers.
+_NOT_STORED = RUN_ARGUMENTS | {"policy", "replay_buffer_kwargs", "rollout_buffer_kwargs"}
 
 
 class SpacesOnlyEnv(gym.Env):
@@ -56,16 +65,6 @@ class SpacesOnlyEnv(gym.Env):
 
     def step(self, action: Any):
         raise RuntimeError("SpacesOnlyEnv cannot be stepped; pass a real env to train or evaluate")
-
-
-def is_json_value(value: Any) -> bool:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(is_json_value(item) for item in value)
-    if isinstance(value, dict):
-        return all(isinstance(key, str) and is_json_value(item) for key, item in value.items())
-    return False
 
 
 def policy_kwargs_to_json(policy_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -198,12 +197,12 @@ _VEC_NORMALIZE_SETTINGS = ("training", "norm_obs", "norm_reward", "clip_obs", "c
 def training_state(model: SB3Algorithm) -> tuple[dict[str, Any], ckpt.TensorGroups]:
     """Everything beyond the policy weights that SB3 needs to continue training."""
     meta: dict[str, Any] = {
-        "counters": {"num_timesteps": int(model.num_timesteps), "n_updates": int(getattr(model, "_n_updates", 0)),
-                     "episode_num": int(model._episode_num)},
+        "counters": {"num_timesteps": int(model.num_timesteps), "n_updates": update_count(model),
+                     "episode_num": episode_count(model)},
         "optimizers": {},
     }
     groups: dict[str, dict[str, Any]] = {"rng": get_rng_state()}  # tensors or arrays
-    state_dict_names, variable_names = model._get_torch_save_params()
+    state_dict_names, variable_names = torch_save_params(model)
     for name in state_dict_names:
         owner = attrgetter(name)(model)
         if isinstance(owner, torch.optim.Optimizer):
@@ -217,16 +216,8 @@ def training_state(model: SB3Algorithm) -> tuple[dict[str, Any], ckpt.TensorGrou
         meta["replay_buffer"] = {"pos": int(buffer.pos), "full": bool(buffer.full)}
     normalizer = model.get_vec_normalize_env()
     if normalizer is not None:
-        if isinstance(normalizer.obs_rms, dict):
-            raise CheckpointError("saving VecNormalize statistics of Dict observations is not supported")
-        groups["vec_normalize"] = {
-            "obs_mean": normalizer.obs_rms.mean, "obs_var": normalizer.obs_rms.var,
-            "ret_mean": normalizer.ret_rms.mean, "ret_var": normalizer.ret_rms.var,
-        }
-        meta["vec_normalize"] = {
-            "obs_count": float(normalizer.obs_rms.count), "ret_count": float(normalizer.ret_rms.count),
-            **{key: getattr(normalizer, key) for key in _VEC_NORMALIZE_SETTINGS},
-        }
+        groups["vec_normalize"], counts = running_stats_state(normalizer.obs_rms, normalizer.ret_rms)
+        meta["vec_normalize"] = {**counts, **{key: getattr(normalizer, key) for key in _VEC_NORMALIZE_SETTINGS}}
     return meta, groups
 
 
@@ -237,9 +228,9 @@ def restore_training_state(model: SB3Algorithm, meta: dict[str, Any], groups: ck
         for name, value in groups.get("variables", {}).items():
             attrgetter(name)(model).copy_(value)
     counters = meta["counters"]
-    model.num_timesteps, model._episode_num = counters["num_timesteps"], counters["episode_num"]
-    if hasattr(model, "_n_updates"):
-        model._n_updates = counters["n_updates"]
+    model.num_timesteps = counters["num_timesteps"]
+    set_episode_count(model, counters["episode_num"])
+    set_update_count(model, counters["n_updates"])
     if "replay_buffer" in meta:
         buffer = cast(OffPolicyAlgorithm, model).replay_buffer
         assert buffer is not None  # built by the model's _setup_model
@@ -250,12 +241,8 @@ def restore_training_state(model: SB3Algorithm, meta: dict[str, Any], groups: ck
         normalizer = model.get_vec_normalize_env()
         if normalizer is None:
             raise CheckpointError("the checkpoint holds VecNormalize statistics: pass an env wrapped in VecNormalize")
-        if isinstance(normalizer.obs_rms, dict):
-            raise CheckpointError("VecNormalize statistics of Dict observations are not supported")
-        stats, settings = groups["vec_normalize"], meta["vec_normalize"]
-        normalizer.obs_rms.mean, normalizer.obs_rms.var = stats["obs_mean"].numpy(), stats["obs_var"].numpy()
-        normalizer.ret_rms.mean, normalizer.ret_rms.var = stats["ret_mean"].numpy(), stats["ret_var"].numpy()
-        normalizer.obs_rms.count, normalizer.ret_rms.count = settings["obs_count"], settings["ret_count"]
+        settings = meta["vec_normalize"]
+        restore_running_stats(normalizer.obs_rms, normalizer.ret_rms, groups["vec_normalize"], settings)
         for key in _VEC_NORMALIZE_SETTINGS:
             setattr(normalizer, key, settings[key])
     set_rng_state(groups["rng"])
@@ -267,13 +254,12 @@ def constructor_arguments(model: SB3Algorithm) -> dict[str, Any]:
     buffer class or action noise, which cannot be saved without pickle."""
     arguments: dict[str, Any] = {}
     for name in inspect.signature(type(model).__init__).parameters:
-        if name in _SKIPPED_ARGUMENTS - {"policy_kwargs", "action_noise", "replay_buffer_class",
-                                          "rollout_buffer_class"}:
+        if name in _NOT_STORED:
             continue
-        attribute = _ATTRIBUTE_NAMES.get(name, name)
-        if not hasattr(model, attribute):  # e.g. A2C's use_rms_prop, already folded into policy_kwargs
+        try:
+            value = constructor_attribute(model, name)
+        except AttributeError:  # e.g. A2C's use_rms_prop, already folded into policy_kwargs
             continue
-        value = getattr(model, attribute)
         if name in ("replay_buffer_class", "rollout_buffer_class"):
             if value not in _DEFAULT_BUFFERS:
                 raise ConfigError(f"{name} = {value.__name__} cannot be saved without pickle (SB3's default only)")
@@ -281,8 +267,6 @@ def constructor_arguments(model: SB3Algorithm) -> dict[str, Any]:
         if name == "action_noise":
             if value is not None:
                 raise ConfigError("action_noise objects cannot be saved without pickle; set it again after loading")
-            continue
-        if name in ("replay_buffer_kwargs", "rollout_buffer_kwargs") and not value:
             continue
         arguments[name] = (value.frequency, value.unit.value) if isinstance(value, TrainFreq) else value
     return arguments

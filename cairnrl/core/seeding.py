@@ -1,20 +1,30 @@
-"""Seeding: one integer seed drives Python, NumPy, torch, the env and every derived stream.
+"""Seeding: one integer seed drives the env and every derived stream (Python's, NumPy's and torch's global
+generators are seeded by :mod:`cairnrl.core.global_rng`).
 
 Sub-seeds come from :class:`numpy.random.SeedSequence` so that runs with seeds 0 and 1 never share a stream
 (``seed + i`` would make sub-env 1 of seed 0 equal sub-env 0 of seed 1).
+
+Every derived stream in cairnrl goes through this module: :func:`spawn_seeds` (integer seeds),
+:func:`seed_stream` (the same seeds one at a time) or :func:`seed_sequence` (a ``SeedSequence`` to build a NumPy
+generator from); it needs NumPy only, so an env can derive its streams without loading torch.  Each consumer
+names its purpose with a spawn key declared as a module constant, ``_<PURPOSE>_KEY = <int>``, so two consumers
+of one master seed never draw the same stream.
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Mapping
+from collections.abc import Iterator
 
 import numpy as np
-import torch
 
 from cairnrl.exceptions import ConfigError
 
 _MAX_SEED = 2**31 - 1
+
+#: Spawn key of the reset seeds of a cairnrl algorithm's training sub-envs (one child per sub-env).
+ENV_SEED_KEY = 1
+#: Spawn key of the seed of a cairnrl algorithm's action space (its ``sample()``).
+ACTION_SPACE_SEED_KEY = 2
 
 
 def check_seed(seed: object, name: str = "seed") -> int:
@@ -24,41 +34,40 @@ def check_seed(seed: object, name: str = "seed") -> int:
     return int(seed)
 
 
-def spawn_seeds(seed: int, n: int, *, key: int | tuple[int, ...] = ()) -> list[int]:
-    """Derive ``n`` independent integer seeds from ``seed``.
+SpawnKey = int | tuple[int, ...]
 
-    ``key`` names a purpose (e.g. ``0`` for training envs, ``1`` for evaluation envs) so that different
+
+def seed_sequence(seed: int | None, *, key: SpawnKey = ()) -> np.random.SeedSequence:
+    """``SeedSequence(entropy=seed, spawn_key=key)``: the stream of purpose ``key`` under ``seed``.
+
+    ``seed`` may be any non-negative integer (e.g. a Gymnasium ``reset`` seed), or None for fresh OS entropy.
+    """
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ConfigError(f"seed must be a non-negative integer or None, got {seed!r}")
+    key_tuple = (key,) if isinstance(key, (int, np.integer)) else tuple(key)
+    return np.random.SeedSequence(entropy=None if seed is None else int(seed), spawn_key=key_tuple)
+
+
+def _child_seed(child: np.random.SeedSequence) -> int:
+    return int(child.generate_state(1, dtype=np.uint32)[0] & _MAX_SEED)
+
+
+def spawn_seeds(seed: int, n: int, *, key: SpawnKey = ()) -> list[int]:
+    """Derive ``n`` independent integer seeds from ``seed``: the first ``n`` children of
+    :func:`seed_sequence` ``(seed, key=key)``.
+
+    ``key`` names a purpose (e.g. ``1`` for the training envs, ``2`` for the action space) so that different
     consumers of the same master seed get disjoint streams.
     """
-    key_tuple = (key,) if isinstance(key, int) else tuple(key)
-    sequence = np.random.SeedSequence(entropy=check_seed(seed), spawn_key=key_tuple)
-    return [int(child.generate_state(1, dtype=np.uint32)[0] & _MAX_SEED) for child in sequence.spawn(n)]
+    return [_child_seed(child) for child in seed_sequence(check_seed(seed), key=key).spawn(n)]
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python's ``random``, NumPy's global generator and torch (CPU and CUDA)."""
-    seed = check_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def get_rng_state() -> dict[str, np.ndarray]:
-    """The global torch and NumPy RNG states as plain arrays (for checkpoints)."""
-    state: dict[str, np.ndarray] = {"torch_cpu": torch.get_rng_state().numpy().copy()}
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    assert kind == "MT19937"
-    state["numpy_keys"] = np.asarray(keys, dtype=np.uint32)
-    state["numpy_misc"] = np.array([pos, has_gauss], dtype=np.int64)
-    state["numpy_cached"] = np.array([cached], dtype=np.float64)
-    return state
-
-
-def set_rng_state(state: Mapping[str, np.ndarray | torch.Tensor]) -> None:
-    """Restore states produced by :func:`get_rng_state`."""
-    torch.set_rng_state(torch.from_numpy(np.asarray(state["torch_cpu"], dtype=np.uint8).copy()))
-    misc, keys = state["numpy_misc"], np.asarray(state["numpy_keys"], dtype=np.uint32)
-    np.random.set_state(("MT19937", keys, int(misc[0]), int(misc[1]), float(state["numpy_cached"][0])))
+def seed_stream(seed: int, *, key: SpawnKey = ()) -> Iterator[int]:
+    """:func:`spawn_seeds` one at a time, for a consumer that does not know ``n`` in advance: the ``k``-th seed it
+    yields equals ``spawn_seeds(seed, n, key=key)[k]`` for every ``n > k``."""
+    sequence = seed_sequence(check_seed(seed), key=key)
+    while True:
+        yield _child_seed(sequence.spawn(1)[0])
 
 
 def generator_state(generator: np.random.Generator) -> dict:

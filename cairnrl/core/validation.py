@@ -6,13 +6,16 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from cairnrl.exceptions import ConfigError
 
 
 def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    """``value`` as an int within ``[minimum, maximum]``."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """``value`` (a Python or NumPy integer, not a bool) as an int within ``[minimum, maximum]``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ConfigError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
     if maximum is not None and value > maximum:

@@ -18,15 +18,14 @@ import torch
 from tqdm.auto import tqdm
 
 from cairnrl.core.policies import Predictor, as_actor
-from cairnrl.core.seeding import check_seed, spawn_seeds
+from cairnrl.core.seeding import check_seed, seed_stream, spawn_seeds
 from cairnrl.data.dataset import Dataset, Episode
 from cairnrl.data.scores import reference_key, reference_scores
 from cairnrl.envs import make
 from cairnrl.exceptions import ConfigError, EnvError
 
-_EPISODE_SEED_KEY = 0xC0_11EC
-_POLICY_SEED_KEY = 0xC0_11ED
-_MAX_SEED = 2**31 - 1
+_EPISODE_SEED_KEY = 0xC0_11EC  # episode i resets with the i-th seed of this stream
+_POLICY_SEED_KEY = 0xC0_11ED  # the policy's sampling and torch's global generator
 
 
 def _check_budget(n_episodes: int | None, n_steps: int | None) -> None:
@@ -74,7 +73,7 @@ def collect(
         raise EnvError(f"collect needs a gymnasium.Env or an env id, got {type(env).__name__}")
     env_id = env.spec.id if env.spec is not None else None
     policy_seed = spawn_seeds(seed, 1, key=_POLICY_SEED_KEY)[0]
-    seeds = np.random.SeedSequence(seed, spawn_key=(_EPISODE_SEED_KEY,))
+    seeds = seed_stream(seed, key=_EPISODE_SEED_KEY)
     episodes: list[Episode] = []
     total, cut = 0, False
     bar = tqdm(total=n_steps or n_episodes, unit="step" if n_steps else "episode", disable=not progress_bar)
@@ -83,7 +82,7 @@ def collect(
             torch.manual_seed(policy_seed)
             actor = as_actor(policy, env.action_space, deterministic=deterministic, seed=policy_seed)
             while (n_episodes is not None and len(episodes) < n_episodes) or (n_steps is not None and total < n_steps):
-                episode_seed = int(seeds.spawn(1)[0].generate_state(1, dtype=np.uint32)[0] & _MAX_SEED)
+                episode_seed = next(seeds)
                 limit = None if n_steps is None else n_steps - total
                 episode, cut = _rollout(env, actor, episode_seed, limit, max_episode_steps, len(episodes))
                 episodes.append(episode)

@@ -37,6 +37,7 @@ import gymnasium as gym
 import h5py
 import numpy as np
 
+from cairnrl.core.fileio import atomic_write
 from cairnrl.data.dataset import Dataset, concatenated_ranges
 from cairnrl.data.spaces import space_from_minari, space_to_minari
 from cairnrl.data.validation import as_flags, check_numeric, check_rows
@@ -209,14 +210,15 @@ def _json_value(value: Any) -> Any:
 
 def write_hdf5(dataset: Dataset, path: Path) -> None:
     """Write ``dataset`` as a flat D4RL HDF5 file (plus its spaces and metadata under ``metadata/``)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as handle:
-        for key, value in dataset.to_d4rl().items():
-            handle.create_dataset(key, data=value)
-        handle.create_dataset(_METADATA_JSON, data=json.dumps(dataset.metadata))
-        handle.create_dataset(_SPACE_KEYS["observation_space"], data=space_to_minari(dataset.observation_space))
-        handle.create_dataset(_SPACE_KEYS["action_space"], data=space_to_minari(dataset.action_space))
-    tmp.replace(path)
+    def write(temporary: Path) -> None:
+        with h5py.File(temporary, "w") as handle:
+            for key, value in dataset.to_d4rl().items():
+                handle.create_dataset(key, data=value)
+            handle.create_dataset(_METADATA_JSON, data=json.dumps(dataset.metadata))
+            handle.create_dataset(_SPACE_KEYS["observation_space"], data=space_to_minari(dataset.observation_space))
+            handle.create_dataset(_SPACE_KEYS["action_space"], data=space_to_minari(dataset.action_space))
+
+    atomic_write(path, write)
 
 
 # ------------------------------------------------------------------------------------------------------ NPZ
@@ -254,9 +256,8 @@ def write_npz(dataset: Dataset, path: Path) -> None:
     arrays[_METADATA_JSON] = np.array(json.dumps(dataset.metadata))
     arrays[_SPACE_KEYS["observation_space"]] = np.array(space_to_minari(dataset.observation_space))
     arrays[_SPACE_KEYS["action_space"]] = np.array(space_to_minari(dataset.action_space))
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy stubs: ** may hit a bool keyword
-    tmp.replace(path)
+    # numpy stubs: ** may hit a bool keyword
+    atomic_write(path, lambda temporary: np.savez(temporary, **arrays), suffix=".npz")  # type: ignore[arg-type]
 
 
 def read_flat(

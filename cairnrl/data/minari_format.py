@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import gymnasium as gym
 import h5py
 import numpy as np
 
+from cairnrl.core.fileio import atomic_write
 from cairnrl.data.dataset import Dataset, Episode
 from cairnrl.data.spaces import ARRAY_SPACES, space_from_minari, space_to_minari
 from cairnrl.exceptions import DatasetError
@@ -235,9 +235,11 @@ def write_minari(dataset: Dataset, path: Path, *, dataset_id: str | None = None,
     dataset_id = dataset_id or default_dataset_id(dataset, path)
     if not _DATASET_ID.match(dataset_id):
         raise DatasetError(f"dataset_id {dataset_id!r} is not a Minari id of the form (namespace/)name-v<N>")
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    folder = tmp / "data"
+    atomic_write(path, lambda temporary: _write_minari_folder(dataset, temporary / "data", dataset_id))
+    return path
+
+
+def _write_minari_folder(dataset: Dataset, folder: Path, dataset_id: str) -> None:
     folder.mkdir(parents=True)
     with h5py.File(folder / MAIN_FILE, "w", track_order=True) as handle:
         for index, episode in enumerate(dataset):
@@ -268,9 +270,3 @@ def write_minari(dataset: Dataset, path: Path, *, dataset_id: str | None = None,
     if env_spec is not None:
         metadata["env_spec"] = env_spec
     (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
-    tmp.replace(path)
-    return path

@@ -43,6 +43,7 @@ GROUPS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("A", "B", "G"), "random"),
 )
 _MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1))
+_EPISODE_SEED_KEY = 0x3A2E  # trajectory i's reset seed and its own action generator
 
 
 def next_cells(geometry: MazeGeometry, target: tuple[int, int], gamma: float = 0.99, sweeps: int = 50) -> dict:
@@ -141,7 +142,7 @@ def make_pointmaze_stitch(
     check_choice("backend", backend, BACKENDS)
     env, read, goal_of = _make_env(backend)
     geometry = MazeGeometry(STITCH_MAP)
-    episode_seeds = spawn_seeds(seed, n_trajectories, key=0x3A2E)
+    episode_seeds = spawn_seeds(seed, n_trajectories, key=_EPISODE_SEED_KEY)
     per_group = n_trajectories // len(GROUPS)
     episodes, groups = [], []
     try:

@@ -38,10 +38,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 import shlex
-import shutil
 import time
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -64,6 +62,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.sac.policies import SACPolicy
 
 from cairnrl.core.evaluation import evaluate
+from cairnrl.core.fileio import atomic_write
 from cairnrl.core.sb3_io import (
     REPLAY_BUFFER_FIELDS,
     SB3_CLASSES,
@@ -118,15 +117,9 @@ def d4rl_hyperparameters(budget: int, learning_starts: int | None = None) -> dic
 # files
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write through a temporary sibling and rename, so a reader never sees a half-written file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
 def _write_json(path: Path, value: Any) -> None:
-    _write_atomic(path, (json.dumps(value, indent=1, allow_nan=False) + "\n").encode())
+    text = json.dumps(value, indent=1, allow_nan=False) + "\n"
+    atomic_write(path, lambda temporary: temporary.write_text(text))
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -191,9 +184,11 @@ def _resume_step(folder: Path | None) -> int:
 
 def _save_resume(model: SB3Algorithm, algorithm: str, run_dir: Path, *, pending_update: bool) -> None:
     temporary, resume, previous = (run_dir / f"{RESUME_DIR}{suffix}" for suffix in (".tmp", "", ".old"))
-    for stale in (temporary, previous):
-        if stale.exists():
-            shutil.rmtree(stale)
+    atomic_write(resume, lambda folder: _write_resume(model, algorithm, folder, pending_update),
+                 temporary=temporary, backup=previous)
+
+
+def _write_resume(model: SB3Algorithm, algorithm: str, temporary: Path, pending_update: bool) -> None:
     temporary.mkdir()
     save_file(_cpu_state(model.policy), str(temporary / "policy.safetensors"))
     state: dict[str, Any] = {}
@@ -213,11 +208,6 @@ def _save_resume(model: SB3Algorithm, algorithm: str, run_dir: Path, *, pending_
         np.savez(temporary / "buffer.npz", **{name: getattr(buffer, name)[:filled] for name in REPLAY_BUFFER_FIELDS})
         meta["buffer_pos"], meta["buffer_full"] = int(buffer.pos), bool(buffer.full)
     (temporary / "meta.json").write_text(json.dumps(meta))
-    if resume.exists():
-        resume.rename(previous)
-    temporary.rename(resume)
-    if previous.exists():
-        shutil.rmtree(previous)
 
 
 def _restore(model: SB3Algorithm, algorithm: str, folder: Path, *, weights_only: bool = False) -> bool:
@@ -550,12 +540,8 @@ def publish_teacher(
                 "normalized": _score(env_id, entry["mean_return"]),
                 "det_normalized": None if entry.get("det_return") is None else _score(env_id, entry["det_return"])}
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
-    try:
+    def fill(staging: Path) -> None:
+        staging.mkdir()
         files = {}
         for step in sorted({choice.expert_step, choice.medium_step, *choice.replay_steps}):
             source = snapshot_path(run_dir, step)
@@ -593,12 +579,8 @@ def publish_teacher(
             "files": files,
         }
         _write_json(staging / TEACHER_FILE, info)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+
+    atomic_write(out, fill)
     return Teacher.load(out)
 
 

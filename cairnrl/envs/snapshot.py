@@ -60,6 +60,16 @@ from gymnasium.wrappers import (
 )
 
 from cairnrl.core.checkpoint import load_checkpoint, save_checkpoint
+from cairnrl.core.compat import (
+    mark_reset,
+    np_random_state,
+    observation_function,
+    set_checker_last_output,
+    set_elapsed_steps,
+    set_max_episode_steps,
+    set_np_random_state,
+    time_limit_state,
+)
 from cairnrl.exceptions import CheckpointError, EnvError
 
 SNAPSHOT_FORMAT = "cairnrl-snapshots"
@@ -191,8 +201,7 @@ def _layer_entry(layer: gym.Env) -> dict:
     """JSON description of one wrapper layer: its class name and, for a ``TimeLimit``, its step counts."""
     entry: dict[str, Any] = {"class": type(layer).__name__}
     if type(layer) is TimeLimit:
-        entry["elapsed_steps"] = None if layer._elapsed_steps is None else int(layer._elapsed_steps)
-        entry["max_episode_steps"] = int(layer._max_episode_steps)
+        entry["elapsed_steps"], entry["max_episode_steps"] = time_limit_state(layer)
     return entry
 
 
@@ -208,7 +217,7 @@ def _check_capturable(layer: gym.Env, env_id: str) -> None:
         )
 
 
-def _restore_layer(layer: Any, entry: dict, returned: tuple[Any, dict]) -> None:  # Any: sets wrappers' internals
+def _restore_layer(layer: Any, entry: dict, returned: tuple[Any, dict]) -> None:  # Any: one branch per wrapper class
     """Put one wrapper layer into the captured state; a restore counts as a reset for every layer.
 
     ``returned`` is the (observation, info) pair the restore hands back, i.e. what a reset would have returned.
@@ -216,16 +225,14 @@ def _restore_layer(layer: Any, entry: dict, returned: tuple[Any, dict]) -> None:
     cls = type(layer)
     if cls is TimeLimit:
         # The elapsed count is state; the limit itself stays the target env's configuration.
-        layer._elapsed_steps = entry["elapsed_steps"]
+        set_elapsed_steps(layer, entry["elapsed_steps"])
     elif cls is OrderEnforcing:
-        layer._has_reset = True
+        mark_reset(layer)
     elif cls is PassiveEnvChecker:
         # Its data-reuse check compares the next step's output with the last reset's; give it the restore's.
-        layer.checked_reset = True
-        layer._previous_data = returned
+        set_checker_last_output(layer, returned)
     elif cls is RecordEpisodeStatistics:
-        # Episode statistics restart at the restore (not the teacher's prefix): they then measure the student's own
-        # segment.
+        # Episode statistics restart at the restore: they then measure the student's own segment.
         layer.episode_start_time = time.perf_counter()
         layer.episode_returns = 0.0
         layer.episode_lengths = 0
@@ -271,10 +278,9 @@ def _plain(value: Any) -> Any:
 
 
 def _rng_state(base: gym.Env) -> dict | None:
-    generator = getattr(base, "_np_random", None)
+    generator, seed = np_random_state(base)
     if generator is None:
         return None
-    seed = getattr(base, "_np_random_seed", None)
     # Bit generator setters accept lists where their getters return arrays (MT19937's key).
     return {"state": _plain(generator.bit_generator.state), "seed": None if seed is None else int(seed)}
 
@@ -285,9 +291,7 @@ def _set_rng_state(base: gym.Env, state: dict) -> None:
         raise EnvError(f"snapshot names an unknown NumPy bit generator {state['state'].get('bit_generator')!r}")
     bit_generator = bit_generator_cls()
     bit_generator.state = state["state"]
-    # Gymnasium's public setter forgets the seed; set both private fields so `np_random_seed` survives too.
-    base._np_random = np.random.Generator(bit_generator)
-    base._np_random_seed = state["seed"]
+    set_np_random_state(base, np.random.Generator(bit_generator), state["seed"])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -353,8 +357,8 @@ def _current_observation(layers: list[gym.Env], env_id: str) -> Any:
     for layer in layers[:-1]:
         if type(layer) is OrderEnforcing and not layer.has_reset:
             raise EnvError(f"{env_id}: the env has not been reset; reset it before taking a snapshot")
-    get_obs = getattr(base, "_get_obs", None)
-    if not callable(get_obs):
+    get_obs = observation_function(base)
+    if get_obs is None:
         raise EnvError(
             f"{env_id}: {type(base).__name__} cannot recompute its observation (no _get_obs); pass the observation "
             "the env last returned, or wrap the env in RecordLastStep"
@@ -520,18 +524,18 @@ def _transplant(layers: list[gym.Env], snapshot: Snapshot, restore_np_random: bo
     assert snapshot.env_copy is not None  # a copy snapshot (not "mujoco") holds its env copy
     fresh = _stack(copy.deepcopy(snapshot.env_copy))
     base = layers[-1]
-    own_rng = (getattr(base, "_np_random", None), getattr(base, "_np_random_seed", None))
+    own_rng = np_random_state(base)
     for index, (layer, source) in enumerate(zip(layers, fresh, strict=True)):
-        limit = cast(TimeLimit, layer)._max_episode_steps if type(layer) is TimeLimit else None
+        limit = time_limit_state(cast(TimeLimit, layer))[1] if type(layer) is TimeLimit else None
         state = dict(vars(source))
         if isinstance(layer, gym.Wrapper):
             state["env"] = layers[index + 1]
         vars(layer).clear()
         vars(layer).update(state)
         if limit is not None:
-            cast(TimeLimit, layer)._max_episode_steps = limit
+            set_max_episode_steps(cast(TimeLimit, layer), limit)
     if not restore_np_random:
-        base._np_random, base._np_random_seed = own_rng
+        set_np_random_state(base, *own_rng)
 
 
 def set_time_limit(env: gym.Env, max_episode_steps: Sequence[int]) -> None:
@@ -540,12 +544,12 @@ def set_time_limit(env: gym.Env, max_episode_steps: Sequence[int]) -> None:
     if len(limits) != len(max_episode_steps):
         raise EnvError(f"{_env_id(env)} has {len(limits)} TimeLimit wrappers, got {len(max_episode_steps)} limits")
     for layer, limit in zip(limits, max_episode_steps, strict=True):
-        layer._max_episode_steps = int(limit)
+        set_max_episode_steps(layer, limit)
 
 
 def time_limits(env: gym.Env) -> list[tuple[int | None, int]]:
     """``(elapsed_steps, max_episode_steps)`` of each ``TimeLimit`` in ``env``'s stack, outermost first."""
-    return [(layer._elapsed_steps, layer._max_episode_steps) for layer in _stack(env) if type(layer) is TimeLimit]
+    return [time_limit_state(layer) for layer in _stack(env) if type(layer) is TimeLimit]
 
 
 # ----------------------------------------------------------------------------------------------------------------

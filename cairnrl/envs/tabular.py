@@ -19,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from cairnrl.core.validation import check_int
 from cairnrl.envs.wrappers import check_reset_seed, check_sticky_p, discrete_action, sticky_rng
 from cairnrl.exceptions import ConfigError, EnvError
 
@@ -470,12 +471,6 @@ class TabularMDP(gym.Env):
 
 
 # ---------------------------------------------------------------------- registered tasks
-def _check_int(value: object, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
 def make_corridor(
     length: int = 20,
     horizon: int | None = None,
@@ -519,12 +514,12 @@ def make_corridor(
         sticky_p: sticky-action probability (0.25 in Laidlaw et al., ICLR 2024, section 4).
         goal_bonus: share of the optimal return paid on reaching the goal, in [0, 1).
     """
-    length = _check_int(length, "length", 2)
+    length = check_int("length", length, minimum=2)
     horizon = round(1.5 * length) if horizon is None else _check_horizon(horizon)
     if horizon < length:
         raise ConfigError(f"horizon must be >= length = {length} so that the goal is reachable, got {horizon}")
-    n_actions = _check_int(n_actions, "n_actions", 2)
-    forward_action = _check_int(forward_action, "forward_action", 0)
+    n_actions = check_int("n_actions", n_actions, minimum=2)
+    forward_action = check_int("forward_action", forward_action, minimum=0)
     if forward_action >= n_actions:
         raise ConfigError(f"forward_action must be in [0, n_actions = {n_actions}), got {forward_action}")
     if isinstance(goal_bonus, bool) or not isinstance(goal_bonus, (int, float)) or not 0.0 <= goal_bonus < 1.0:
@@ -576,7 +571,7 @@ def make_trap_chain(n_traps: int = 1, sticky_p: float = 0.0, render_mode: str | 
     J_2 = optimal = 0.75, min_k = 2.  ``cairnrl/StickyTrapChain-v0`` (8 traps, p = 0.25, horizon 16) keeps
     min_k = 2 with J_1 = 0.6, J_2 = optimal = 0.724 (8 traps without sticky actions: J_1 = 0.6, J_2 = 1).
     """
-    n_traps = _check_int(n_traps, "n_traps", 1)
+    n_traps = check_int("n_traps", n_traps, minimum=1)
     decision = 4 * np.arange(n_traps)
     following = np.append(decision[1:], -1)  # -1: the episode terminates after the last trap
     next_state = np.empty((4 * n_traps, 3), dtype=np.int64)

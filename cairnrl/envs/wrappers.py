@@ -15,11 +15,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from cairnrl.core.seeding import seed_sequence
 from cairnrl.exceptions import ConfigError, EnvError
 
 # Spawn key of the sticky-action stream.  Gymnasium seeds ``env.np_random`` from ``SeedSequence(seed)`` with an
 # empty spawn key, so any non-empty key gives a stream independent of the wrapped env's but fixed by the same seed.
-STICKY_SPAWN_KEY = (0x571C4,)
+_STICKY_KEY = 0x571C4
 
 
 def check_sticky_p(p: object, name: str = "p") -> float:
@@ -45,8 +46,7 @@ def sticky_rng(seed: int | None) -> np.random.Generator:
 
     ``seed=None`` draws fresh OS entropy (as Gymnasium does for an unseeded first reset).
     """
-    entropy = check_reset_seed(seed)
-    return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=STICKY_SPAWN_KEY))
+    return np.random.default_rng(seed_sequence(check_reset_seed(seed), key=_STICKY_KEY))
 
 
 def discrete_action(action: object, space: spaces.Discrete) -> int:

@@ -1,7 +1,7 @@
 """The final phase: retrain the best configurations and the defaults on the test seeds, and summarise them.
 
 Only test-seed numbers are reported as results (Eimer, Lindauer and Raileanu, ICML 2023, §4 "tune on some seeds,
-report on others"; spec peers.md §4.1, §8.2): per configuration the per-seed scores, their mean and interquartile
+report on others"): per configuration the per-seed scores, their mean and interquartile
 mean, each with a 95% stratified bootstrap confidence interval over test seeds (Agarwal et al., 2021; with one
 environment the strata are the single task, so runs are resampled with replacement).
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -18,8 +17,8 @@ from typing import Any, cast
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from scipy import stats as scipy_stats
 
+from cairnrl.core.stats import iqm, stratified_bootstrap_ci
 from cairnrl.hpo.runs import train_and_evaluate
 from cairnrl.hpo.spaces import decode_params
 from cairnrl.hpo.study import FINAL_ATTR, StudySettings
@@ -117,38 +116,19 @@ class TuneResult:
         }
 
 
-def bootstrap_ci(
-    scores: np.ndarray, statistic: str, *, n_resamples: int = BOOTSTRAP_RESAMPLES, confidence: float = CONFIDENCE,
-    seed: int = 0,
-) -> tuple[float, float, float]:
-    """``(point, low, high)``: the mean or IQM of per-seed ``scores`` of one env with its percentile bootstrap CI.
-
-    With one task the stratified bootstrap of rliable (runs resampled with replacement within each task) is the
-    plain bootstrap over runs; this is :func:`cairnrl.core.stats.stratified_bootstrap_ci` for a one-column
-    matrix, with all resamples drawn and reduced at once instead of one at a time.
-    """
-    values = np.asarray(scores, dtype=np.float64).ravel()
-    if values.size == 0:
-        raise ValueError("bootstrap of an empty score vector")
-    reduce = _REDUCERS[statistic]
-    resamples = values[np.random.default_rng(seed).integers(0, values.size, size=(n_resamples, values.size))]
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(reduce(resamples, axis=1), [alpha, 1.0 - alpha])
-    return float(reduce(values[None, :], axis=1)[0]), float(low), float(high)
-
-
-_REDUCERS: dict[str, Callable[..., np.ndarray]] = {
-    "mean": np.mean,
-    # The 25% trimmed mean, as cairnrl.core.stats.iqm and rliable's aggregate_iqm.
-    "iqm": lambda array, axis: scipy_stats.trim_mean(array, 0.25, axis=axis),
-}
+def _mean(matrix: np.ndarray) -> float:
+    return float(np.mean(matrix))
 
 
 def _statistics(scores: np.ndarray) -> dict[str, Any]:
     if scores.size == 0:
         return {}
-    mean, mean_low, mean_high = bootstrap_ci(scores, "mean")
-    middle, iqm_low, iqm_high = bootstrap_ci(scores, "iqm")
+    # One env is one stratum: the stratified bootstrap resamples the test seeds with replacement.
+    matrix = scores[:, None]
+    mean, mean_low, mean_high = stratified_bootstrap_ci(matrix, _mean, n_resamples=BOOTSTRAP_RESAMPLES,
+                                                        confidence=CONFIDENCE)
+    middle, iqm_low, iqm_high = stratified_bootstrap_ci(matrix, iqm, n_resamples=BOOTSTRAP_RESAMPLES,
+                                                        confidence=CONFIDENCE)
     return {"mean": mean, "mean_ci": (mean_low, mean_high), "iqm": middle, "iqm_ci": (iqm_low, iqm_high)}
 
 

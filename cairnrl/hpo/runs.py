@@ -21,14 +21,11 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from cairnrl.algos.registry import Algorithm, make_model
 from cairnrl.core.evaluation import EvaluationResult, evaluate
+from cairnrl.exceptions import DivergedError
 from cairnrl.hpo.seeds import evaluation_seed
 
 #: ``report(k, score, num_timesteps)``; may raise (e.g. ``optuna.TrialPruned``) to stop the run.
 Reporter = Callable[[int, float, int], None]
-
-
-class Diverged(Exception):
-    """The run produced non-finite network parameters or a non-finite evaluation score."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +98,7 @@ def train_and_evaluate(
         varies initialisation and batch sampling); ``budget`` then counts gradient updates.
 
     :param report: called after every evaluation (``k = 0 .. n_evaluations - 1``) with the score and step.
-    :raises Diverged: when parameters or a score become non-finite (also when training raises because of it).
+    :raises DivergedError: when parameters or a score become non-finite (also when training raises because of it).
     """
     from cairnrl.envs import make
 
@@ -113,10 +110,10 @@ def train_and_evaluate(
     def evaluate_now(step: int) -> EvaluationResult:
         bad = non_finite_parameters(model)
         if bad:
-            raise Diverged(f"non-finite network parameters after {step} steps: {', '.join(bad[:3])}")
+            raise DivergedError(f"non-finite network parameters after {step} steps: {', '.join(bad[:3])}")
         result = evaluate(model, eval_env, n_episodes=eval_episodes, seed=episode_seed, deterministic=True)
         if not math.isfinite(result.mean):
-            raise Diverged(f"non-finite evaluation score {result.mean} after {step} steps")
+            raise DivergedError(f"non-finite evaluation score {result.mean} after {step} steps")
         return result
 
     thresholds = [max(1, budget * k // n_evaluations) for k in range(1, n_evaluations)]
@@ -126,8 +123,8 @@ def train_and_evaluate(
             model.learn(budget, callback=callback)
         except Exception as error:
             bad = non_finite_parameters(model)
-            if bad and not isinstance(error, Diverged):
-                raise Diverged(f"training failed with non-finite parameters ({', '.join(bad[:3])}): "
+            if bad and not isinstance(error, DivergedError):
+                raise DivergedError(f"training failed with non-finite parameters ({', '.join(bad[:3])}): "
                                f"{type(error).__name__}: {error}") from error
             raise
         final = evaluate_now(model.num_timesteps)

@@ -6,8 +6,9 @@ fully determined by one *run seed* ``s``. From it:
 * the model is built with ``seed=s``, which seeds Python, NumPy and torch;
 * the training envs are reset with
 
-  - cairnrl algorithms: ``spawn_seeds(s, n_envs, key=1)`` (SeedSequence children, see
-    :class:`cairnrl.core.base.BaseAlgorithm`) and the action space with ``spawn_seeds(s, 1, key=2)``;
+  - cairnrl algorithms: ``spawn_seeds(s, n_envs, key=ENV_SEED_KEY)`` (SeedSequence children, see
+    :class:`cairnrl.core.base.BaseAlgorithm`) and the action space with
+    ``spawn_seeds(s, 1, key=ACTION_SPACE_SEED_KEY)``;
   - SB3 peers: ``s`` itself (SB3 seeds sub-env ``i`` with ``s + i``; cairnrl gives SB3 a single env);
 
 * evaluation uses ``e = final_evaluation_seed(s)`` -- the same seed as the final evaluation of
@@ -30,7 +31,7 @@ import re
 from collections.abc import Iterable
 
 from cairnrl.core.evaluation import EPISODE_SEED_KEY, final_evaluation_seed
-from cairnrl.core.seeding import check_seed, spawn_seeds
+from cairnrl.core.seeding import ACTION_SPACE_SEED_KEY, ENV_SEED_KEY, check_seed, spawn_seeds
 from cairnrl.exceptions import ConfigError
 
 #: Training envs enumerated per run seed for cairnrl algorithms (children are prefix-stable, so any n_envs
@@ -74,8 +75,8 @@ def derived_seeds(seed: int, *, sb3: bool, eval_episodes: int) -> set[int]:
     """Every integer seed a run with seed ``seed`` hands to an env or RNG (see the module docstring)."""
     derived = {seed}
     if not sb3:
-        derived.update(spawn_seeds(seed, MAX_ENVS, key=1))
-        derived.update(spawn_seeds(seed, 1, key=2))
+        derived.update(spawn_seeds(seed, MAX_ENVS, key=ENV_SEED_KEY))
+        derived.update(spawn_seeds(seed, 1, key=ACTION_SPACE_SEED_KEY))
     derived.update(spawn_seeds(evaluation_seed(seed), eval_episodes, key=EPISODE_SEED_KEY))
     return derived
 

@@ -28,14 +28,12 @@ import numpy as np
 import optuna
 
 from cairnrl.algos.registry import Algorithm, is_sb3
+from cairnrl.core.base import RUN_ARGUMENTS
+from cairnrl.core.fileio import is_json_value
 from cairnrl.exceptions import ConfigError
 
 SearchSpace = dict[str, dict[str, Any]]
 
-# Constructor arguments that describe the run, not the algorithm: never tuned, never fixed by a config.
-RUN_ARGUMENTS = frozenset({
-    "self", "env", "seed", "device", "tensorboard_log", "verbose", "final_eval_episodes", "_init_setup_model",
-})
 _SPEC_KEYS = {
     "int": ({"type", "low", "high"}, {"log", "step"}),
     "float": ({"type", "low", "high"}, {"log", "step"}),
@@ -169,17 +167,6 @@ def check_names(algorithm: Algorithm, names: list[str], what: str, policy: str =
             raise ConfigError(f"{what} {name!r}: only policy_kwargs.<key> may use a dotted name")
 
 
-def is_json(value: Any) -> bool:
-    """Whether ``value`` is plain JSON (None, bool, finite number, str, lists and str-keyed dicts of them)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return not isinstance(value, float) or math.isfinite(value)
-    if isinstance(value, (list, tuple)):
-        return all(is_json(item) for item in value)
-    if isinstance(value, dict):
-        return all(isinstance(key, str) and is_json(item) for key, item in value.items())
-    return False
-
-
 def _is_number(value: Any, integer: bool) -> bool:
     if isinstance(value, bool):
         return False
@@ -215,7 +202,7 @@ def _check_choices(name: str, spec: dict[str, Any]) -> None:
         raise ConfigError(f"search space {name!r}: choices must be a non-empty list, got {choices!r}")
     encoded = []
     for choice in choices:
-        if not is_json(choice):
+        if not is_json_value(choice):
             raise ConfigError(f"search space {name!r}: choice {choice!r} is not a JSON value")
         encoded.append(_encode(choice))
     if len(set(map(json.dumps, encoded))) != len(encoded):

@@ -20,9 +20,9 @@ from optuna.trial import TrialState
 
 from cairnrl.algos.registry import Algorithm, get_algorithm, is_sb3
 from cairnrl.core.stats import iqm
-from cairnrl.exceptions import ConfigError
+from cairnrl.exceptions import ConfigError, DivergedError
 from cairnrl.hpo.options import OBJECTIVES, PRUNERS, SAMPLERS  # noqa: F401  (re-exported)
-from cairnrl.hpo.runs import Diverged, train_and_evaluate
+from cairnrl.hpo.runs import train_and_evaluate
 from cairnrl.hpo.spaces import SearchSpace, merge, suggest
 
 STUDY_ATTR = "cairnrl_study"
@@ -189,7 +189,7 @@ class Objective:
                 trial.set_user_attr("seed_scores", scores)
         except optuna.TrialPruned:
             raise
-        except Diverged as error:
+        except DivergedError as error:
             trial.set_user_attr("prune_reason", f"diverged on tuning seed {seed}: {error}")
             raise optuna.TrialPruned(str(error)) from error
         except Exception as error:

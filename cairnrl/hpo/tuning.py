@@ -31,6 +31,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from cairnrl.algos.registry import Algorithm, get_algorithm, is_sb3
+from cairnrl.core.fileio import is_json_value
 from cairnrl.core.seeding import check_seed
 from cairnrl.core.validation import check_choice, check_int
 from cairnrl.exceptions import CairnError, ConfigError, EnvError
@@ -87,7 +88,7 @@ def _fixed(algorithm: Algorithm, fixed: Mapping[str, Any] | None, space: spaces.
         raise ConfigError(f"fixed must be a mapping of hyperparameter -> value, got {fixed!r}")
     fixed = dict(fixed)
     for name, value in fixed.items():
-        if not spaces.is_json(value):
+        if not is_json_value(value):
             raise ConfigError(f"fixed hyperparameter {name}={value!r} is not a JSON value, so it cannot be recorded "
                               "in the study or in best_config.json")
     spaces.check_names(algorithm, list(fixed), "fixed hyperparameter", fixed.get("policy", "MlpPolicy"))

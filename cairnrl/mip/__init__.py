@@ -1,5 +1,6 @@
 """Mixed-integer programming for combinatorial actions: ReLU-network encodings, feasible sets and solvers."""
 
+from cairnrl.exceptions import SolverError, SolverUnavailableError
 from cairnrl.mip.argmax import ArgmaxResult, ArgmaxSolver, SolverFallbackWarning, argmax_action
 from cairnrl.mip.encoding import ReluNetwork, encode_q_network
 from cairnrl.mip.feasible import FeasibleSet, budget_set
@@ -8,9 +9,7 @@ from cairnrl.mip.model import CompiledModel, MILPModel
 from cairnrl.mip.solvers import (
     MILPSolver,
     SolveOptions,
-    SolverError,
     SolveResult,
-    SolverUnavailableError,
     available_solvers,
     get_solver,
 )

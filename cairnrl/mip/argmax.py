@@ -33,14 +33,14 @@ import numpy as np
 import scipy.sparse as sp
 from torch import nn
 
-from cairnrl.core.seeding import check_seed
+from cairnrl.core.seeding import check_seed, seed_sequence
 from cairnrl.core.validation import check_bool, check_choice, check_int
-from cairnrl.exceptions import ConfigError
+from cairnrl.exceptions import ConfigError, SolverError
 from cairnrl.mip.encoding import BOUND_TIGHTENING, INPUT_ORDERS, ReluNetwork, encode_q_network, network_inputs
 from cairnrl.mip.feasible import FeasibleSet
 from cairnrl.mip.heuristic import fast_argmax, fast_options
 from cairnrl.mip.model import CompiledModel, MILPModel
-from cairnrl.mip.solvers import MILPSolver, SolveOptions, SolverError, get_solver
+from cairnrl.mip.solvers import MILPSolver, SolveOptions, get_solver
 
 METHODS = ("milp", "enumerate", "auto")
 # Default absolute MIP gap, as a fraction of the problem's largest one-step reward.
@@ -406,7 +406,8 @@ class ArgmaxSolver:
         )
         if self.feasible_set.sampler is None:
             raise SolverError(f"the MILP failed (status {status!r}) and {self.feasible_set.name} has no sampler")
-        rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self.counts["fallback"],)))
+        # The k-th fallback draws from stream k of the solver's seed.
+        rng = np.random.default_rng(seed_sequence(self.seed, key=self.counts["fallback"]))
         candidates = self.feasible_set.sample(self.fallback_samples, rng)
         values = self.q_values(candidates, state)
         best = int(np.argmax(values) if self.maximize else np.argmin(values))

@@ -19,16 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from cairnrl.core.validation import check_float, check_int
-from cairnrl.exceptions import CairnError, ConfigError
+from cairnrl.exceptions import ConfigError, SolverUnavailableError
 from cairnrl.mip.model import CompiledModel
-
-
-class SolverError(CairnError):
-    """A MILP solver failed in a way that leaves no usable answer."""
-
-
-class SolverUnavailableError(SolverError, ImportError):
-    """An optional solver backend whose Python package is not installed."""
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,11 @@ PHASES = ("dynamics", "behavior", "rollouts", "output", "done")
 BEHAVIOR_POLICIES = ("diffusion", "gaussian")
 OUTPUT_POLICIES = ("deterministic", "gaussian")
 OUTPUT_DATA = ("rollouts", "dataset")
-_KEYS = {"dynamics": 30, "behavior": 31, "output": 32, "rollouts": 33, "split": 34}
+_DYNAMICS_KEY = 30  # the dynamics model's training
+_BEHAVIOR_KEY = 31  # the behaviour policy's minibatches and sampling
+_OUTPUT_KEY = 32  # the output policy's minibatches
+_ROLLOUTS_KEY = 33  # the rollouts through the learned model
+_SPLIT_KEY = 34  # the output policy's train/holdout split
 _WARMUP_STEPS = 500
 
 
@@ -229,7 +233,7 @@ class MBRCSL(OfflineAlgorithm):
     def _setup_model(self) -> None:
         obs_dim, action_dim = self.observation_space.shape[0], self.action_space.shape[0]
         dynamics_seed, behavior_seed, output_seed, rollout_seed = (
-            spawn_seeds(self.seed, 1, key=_KEYS[name])[0] for name in ("dynamics", "behavior", "output", "rollouts")
+            spawn_seeds(self.seed, 1, key=key)[0] for key in (_DYNAMICS_KEY, _BEHAVIOR_KEY, _OUTPUT_KEY, _ROLLOUTS_KEY)
         )
         self.dynamics = ProbabilisticDynamics(
             obs_dim,
@@ -460,7 +464,7 @@ class MBRCSL(OfflineAlgorithm):
                 rtg = returns_to_go(kept_rewards).reshape(-1)
                 actions = kept_actions.reshape(-1, kept_actions.shape[-1])
                 target = float(kept_rewards.sum(dim=1).max())
-            split_seed = spawn_seeds(self.seed, 1, key=_KEYS["split"])[0]
+            split_seed = spawn_seeds(self.seed, 1, key=_SPLIT_KEY)[0]
             train, holdout = holdout_split(len(observations), 0.1, split_seed)
             if self.output_batches.epoch == 0 and self.output_batches.position == 0:
                 inputs = torch.cat([observations[train], rtg[train, None]], dim=-1)

@@ -78,6 +78,8 @@ from cairnrl.algos.s3rl.teachers import (
 )
 from cairnrl.core import checkpoint as ckpt
 from cairnrl.core.base import BaseAlgorithm, GymEnv, check_policy
+from cairnrl.core.compat import forget_last_observation, set_reset_seeds, update_count
+from cairnrl.core.normalization import restore_running_stats, running_stats_state
 from cairnrl.core.sb3_io import SpacesOnlyEnv, restore_training_state, training_state
 from cairnrl.core.seeding import check_seed, spawn_seeds
 from cairnrl.core.spaces import spaces_equal
@@ -377,7 +379,7 @@ class S3RL(BaseAlgorithm):
                 )
             wrapped.append(StudentEnv(original, snapshot_env))
         vec_env = DummyVecEnv([functools.partial(_identity, env) for env in wrapped])
-        vec_env._seeds = list[int | None](spawn_seeds(self.seed, n, key=(_ENV_KEY, self.num_timesteps)))
+        set_reset_seeds(vec_env, spawn_seeds(self.seed, n, key=(_ENV_KEY, self.num_timesteps)))
         self.env = vec_env
         self._connect()
 
@@ -455,7 +457,7 @@ class S3RL(BaseAlgorithm):
         if student.num_timesteps != self.num_timesteps:
             # learn(reset_num_timesteps=True) on a trained model: restart the schedule with a fresh episode.
             student.num_timesteps = self.num_timesteps
-            student._last_obs = None
+            forget_last_observation(student)
         needs_snapshots = self.in_snapshot_phase and self.snapshot_timesteps > 0
         if needs_snapshots and self._snapshot_bank is None:
             self._build_training_env()  # the phase restarted after snapshots were dropped
@@ -474,7 +476,7 @@ class S3RL(BaseAlgorithm):
             reset_num_timesteps=False,
         )
         self.num_timesteps = student.num_timesteps
-        self._n_updates = int(getattr(student, "_n_updates", 0))
+        self._n_updates = update_count(student)
 
     # ------------------------------------------------------------------ checkpoint state
     def _get_state(self) -> tuple[dict[str, Any], ckpt.TensorGroups]:
@@ -491,11 +493,7 @@ class S3RL(BaseAlgorithm):
             "snapshot_episodes": list(self._snapshot_episodes),
         }
         if self._obs_rms is not None and self._ret_rms is not None:
-            groups["normalization"] = {
-                "obs_mean": torch.as_tensor(self._obs_rms.mean), "obs_var": torch.as_tensor(self._obs_rms.var),
-                "ret_mean": torch.as_tensor(self._ret_rms.mean), "ret_var": torch.as_tensor(self._ret_rms.var),
-            }
-            state["normalization"] = {"obs_count": float(self._obs_rms.count), "ret_count": float(self._ret_rms.count)}
+            groups["normalization"], state["normalization"] = running_stats_state(self._obs_rms, self._ret_rms)
         bank = self._snapshot_bank
         state["snapshots_stored"] = bank is not None and all(snapshot.kind == "mujoco" for snapshot in bank)
         if bank is not None and state["snapshots_stored"]:
@@ -515,10 +513,7 @@ class S3RL(BaseAlgorithm):
         if self._obs_rms is not None and self._ret_rms is not None:
             if "normalization" not in groups:
                 raise CheckpointError("the model normalises observations but the checkpoint has no statistics")
-            stats, counts = groups["normalization"], state["normalization"]
-            self._obs_rms.mean, self._obs_rms.var = stats["obs_mean"].numpy(), stats["obs_var"].numpy()
-            self._ret_rms.mean, self._ret_rms.var = stats["ret_mean"].numpy(), stats["ret_var"].numpy()
-            self._obs_rms.count, self._ret_rms.count = counts["obs_count"], counts["ret_count"]
+            restore_running_stats(self._obs_rms, self._ret_rms, groups["normalization"], state["normalization"])
         if state["snapshots_stored"]:
             self._snapshot_bank = snapshots_from_bytes(groups["snapshot_bank"]["zip"].numpy().tobytes())
         self._teacher_fingerprint = state.get("teacher_fingerprint")

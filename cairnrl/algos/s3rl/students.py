@@ -28,18 +28,16 @@ from stable_baselines3.common.buffers import DictReplayBuffer, DictRolloutBuffer
 from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.type_aliases import TrainFreq
 
+from cairnrl.core.base import RUN_ARGUMENTS
+from cairnrl.core.compat import constructor_attribute, normal_noise_parameters
 from cairnrl.core.sb3_io import decode_sb3_kwargs, encode_sb3_kwargs
 from cairnrl.exceptions import ConfigError
 
 STUDENT_CLASSES: dict[str, type[SB3Algorithm]] = {"SAC": SAC, "TD3": TD3, "PPO": PPO}
 OFF_POLICY = frozenset({"SAC", "TD3"})
 #: Arguments S3RL sets itself (env, seeding, device, logging) or through its own parameters (action noise).
-MANAGED_ARGUMENTS = frozenset(
-    {"self", "policy", "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model", "action_noise"}
-)
+MANAGED_ARGUMENTS = RUN_ARGUMENTS | {"policy", "action_noise"}
 _DEFAULT_BUFFERS = (None, ReplayBuffer, DictReplayBuffer, RolloutBuffer, DictRolloutBuffer)
-# SB3 keeps these constructor arguments under another attribute name.
-_ATTRIBUTE_NAMES = {"stats_window_size": "_stats_window_size"}
 
 #: Student settings of the reference scripts (CleanRL defaults) in SB3's terms. SB3's SAC has one
 #: learning rate for actor and critics (CleanRL: 3e-4 and 1e-3); CleanRL's SAC updates the actor twice every
@@ -105,7 +103,7 @@ def model_kwargs(model: SB3Algorithm) -> tuple[str, dict[str, Any], float | None
     for name in inspect.signature(cls.__init__).parameters:
         if name in MANAGED_ARGUMENTS:
             continue
-        value = getattr(model, _ATTRIBUTE_NAMES.get(name, name))
+        value = constructor_attribute(model, name)
         if isinstance(value, TrainFreq):
             value = (value.frequency, value.unit.value)
         elif name in ("replay_buffer_class", "rollout_buffer_class"):
@@ -116,9 +114,8 @@ def model_kwargs(model: SB3Algorithm) -> tuple[str, dict[str, Any], float | None
     noise = model.action_noise
     noise_std = None
     if noise is not None:
-        sigma = np.asarray(getattr(noise, "_sigma", np.nan), dtype=np.float64)
-        mean = np.asarray(getattr(noise, "_mu", np.nan), dtype=np.float64)
-        if type(noise) is not NormalActionNoise or not np.all(mean == 0) or not np.all(sigma == sigma.flat[0]):
+        mean, sigma = normal_noise_parameters(noise) if type(noise) is NormalActionNoise else (None, None)
+        if mean is None or sigma is None or not np.all(mean == 0) or not np.all(sigma == sigma.flat[0]):
             raise ConfigError(
                 f"student.action_noise {noise!r} is not supported; S3RL adds zero-mean Gaussian noise of one "
                 "std through exploration_noise="

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm as SB3Algorithm
 
 from cairnrl.algos.s3rl.students import STUDENT_CLASSES, check_sb3_kwargs, encode_sb3_kwargs, student_class
+from cairnrl.core.fileio import atomic_write
 from cairnrl.core.sb3_io import load_sb3
 from cairnrl.core.seeding import check_seed
 from cairnrl.core.validation import check_int
@@ -68,14 +68,6 @@ def _digest(payload: Any) -> str:
 
 def _slug(env_id: str) -> str:
     return "".join(char if char.isalnum() or char in "-_." else "_" for char in env_id)
-
-
-def _save_atomically(path: Path, write) -> None:
-    """Write through a temporary sibling and rename, so an interrupted run never leaves a half-written cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.zip")
-    write(temporary)
-    os.replace(temporary, path)
 
 
 def _trained_teacher(env_id: str, spec: Mapping[str, Any], cache_dir: str | Path | None, device: str) -> SB3Algorithm:
@@ -177,7 +169,7 @@ def teacher_snapshots(
         return load_snapshots(path)
     snapshots = collect_snapshots(env, teacher, n_episodes, every, seed=seed, keep_best=keep_best).snapshots
     if all(snapshot.kind == "mujoco" for snapshot in snapshots):
-        _save_atomically(path, lambda temporary: save_snapshots(temporary, snapshots))
+        atomic_write(path, lambda temporary: save_snapshots(temporary, snapshots), suffix=".zip")
     return snapshots
 
 

@@ -18,15 +18,11 @@ import numpy as np
 from cairnrl.core.seeding import check_seed, spawn_seeds
 from cairnrl.core.validation import check_choice, check_float, check_int
 from cairnrl.envs.cormab.chain import N_STATES, ArmChain
-from cairnrl.exceptions import ConfigError, EnvError
+from cairnrl.exceptions import ConfigError, EnvError, InfeasibleActionError
 from cairnrl.mip.feasible import FeasibleSet
 from cairnrl.mip.model import MILPModel
 
 REWARD_MODES = ("expected", "sampled")
-
-
-class InfeasibleActionError(EnvError):
-    """An action outside the problem's feasible set was passed to ``step``."""
 
 
 class CoRMABProblem(ABC):
