@@ -23,10 +23,7 @@ _LAZY = {
     "restore_snapshot": "cairnrl.envs.snapshot",
     "save_snapshots": "cairnrl.envs.snapshot",
     "take_snapshot": "cairnrl.envs.snapshot",
-    "SnapshotCollection": "cairnrl.envs.snapshot_env",
     "SnapshotEnv": "cairnrl.envs.snapshot_env",
-    "collect_snapshots": "cairnrl.envs.snapshot_env",
-    "kmeans_1d": "cairnrl.envs.snapshot_env",
 }
 
 register_envs()
@@ -41,12 +38,9 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "RecordLastStep",
     "Snapshot",
-    "SnapshotCollection",
     "SnapshotEnv",
     "StickyActions",
     "TabularMDP",
-    "collect_snapshots",
-    "kmeans_1d",
     "load_snapshots",
     "make",
     "make_corridor",
