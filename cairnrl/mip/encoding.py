@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from cairnrl.core.validation import check_choice
+from cairnrl.envs.cormab.feasible import FeasibleSet
 from cairnrl.exceptions import ConfigError
-from cairnrl.mip.feasible import FeasibleSet
 from cairnrl.mip.model import TINY_COEFFICIENT, MILPModel
 
 BOUND_TIGHTENING = ("interval", "lp")

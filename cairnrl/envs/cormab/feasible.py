@@ -1,9 +1,11 @@
 """Declarative feasible sets of combinatorial actions: linear rows over the action and auxiliary variables.
 
 A coRMAB action is a binary vector ``a`` restricted to a set given by linear constraints with auxiliary integer
-variables (spec B.1, B.2). Each environment describes its set once as a :class:`FeasibleSet`; the MILPs of
-:mod:`cairnrl.mip` (the Q-network argmax, the myopic baseline, the Whittle repair) add it to their model, and the
-environment's exact combinatorial check and random feasible sampler travel with it.
+variables (the four constraint families of SEQUOIA, Xu, Wilder, Khalil and Tambe, ICLR 2025). Each problem describes its
+set once as a :class:`FeasibleSet`: plain data (sparse rows and bounds) together with the problem's exact
+combinatorial membership test and random feasible sampler. The env checks actions with the exact test alone;
+the MILPs of :mod:`cairnrl.mip` (the Q-network argmax, the myopic baseline, the Whittle repair) add the rows to
+their model with :func:`cairnrl.mip.feasible.add_feasible_set`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from cairnrl.exceptions import ConfigError
-from cairnrl.mip.model import MILPModel
 
 Oracle = Callable[[np.ndarray], np.ndarray]
 Sampler = Callable[[int, np.random.Generator], np.ndarray]
@@ -66,19 +67,6 @@ class FeasibleSet:
     @property
     def n_aux(self) -> int:
         return int(self.aux_lower.shape[0])
-
-    def add_to(self, model: MILPModel, action_cols: np.ndarray) -> np.ndarray:
-        """Add the auxiliary columns and rows to ``model``; returns the auxiliary column indices."""
-        action_cols = np.asarray(action_cols, dtype=np.int64)
-        if action_cols.shape != (self.n_actions,):
-            raise ConfigError(f"{self.name}: expected {self.n_actions} action columns, got {action_cols.shape[0]}")
-        aux_cols = model.add_columns(self.n_aux, lower=self.aux_lower, upper=self.aux_upper, integer=self.aux_integer)
-        column_map = np.concatenate([action_cols, aux_cols])
-        coo = self.matrix.tocoo()
-        model.add_sparse_rows(
-            coo.row, column_map[coo.col], coo.data, self.matrix.shape[0], lower=self.row_lower, upper=self.row_upper
-        )
-        return aux_cols
 
     def is_feasible(self, actions: np.ndarray) -> np.ndarray:
         """Exact membership of each row of ``actions`` (shape (n, N) or (N,)) using the combinatorial oracle."""
