@@ -156,7 +156,7 @@ class _LpTightener:
     """LP-based bound tightening over the LP relaxation of the feasible set and the layers encoded so far."""
 
     def __init__(self, threads: int, seed: int) -> None:
-        import highspy
+        import highspy  # loaded only when bound tightening runs
 
         self._highspy = highspy
         self._threads = threads

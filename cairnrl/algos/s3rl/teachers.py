@@ -35,6 +35,7 @@ from cairnrl.algos.s3rl.students import (
     encode_sb3_kwargs,
     student_class,
 )
+from cairnrl.core.make import make
 from cairnrl.core.sb3_io import load_sb3, save_sb3
 from cairnrl.core.seeding import check_seed
 from cairnrl.core.validation import check_int
@@ -83,8 +84,6 @@ def train_teacher(
     env_id: str, spec: Mapping[str, Any], *, cache_dir: str | Path | None = None, device: str = "auto"
 ) -> SB3Algorithm:
     """Train (or load from ``cache_dir``) the SB3 teacher described by ``spec`` (see :func:`teacher_spec`)."""
-    from cairnrl.envs import make
-
     spec = teacher_spec(spec)
     path = None
     if cache_dir is not None:
