@@ -36,7 +36,6 @@ from cairnrl.core.seeding import check_seed
 from cairnrl.core.validation import check_choice, check_int
 from cairnrl.exceptions import CairnError, ConfigError, DatasetError, EnvError
 from cairnrl.hpo import spaces
-from cairnrl.hpo.report import write_report
 from cairnrl.hpo.results import TuneResult, final_phase
 from cairnrl.hpo.seeds import check_seed_overlap, parse_seeds
 from cairnrl.hpo.storage import StorageSpec, retry_dead_local_trials, worker_tag
@@ -314,6 +313,10 @@ def _trial_counts(study: optuna.Study) -> dict[str, int]:
 
 def _finish(opened: OpenStudy, run_dir: Path, top_k: int) -> TuneResult:
     """Final phase on the test seeds and the report folder."""
+    # Imported on call: importing the submodule cairnrl.hpo.report binds it on the package over the lazily
+    # exported function cairnrl.hpo.report.
+    from cairnrl.hpo.report import write_report
+
     check_int("top_k", top_k, minimum=1)
     study = opened.study
     configs, default = final_phase(study, opened.settings, top_k)
