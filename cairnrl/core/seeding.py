@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from cairnrl.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the three functions that touch its generator, so that checking and spawning seeds (used
+# by dataset loading and the envs) does not load it.
 
 _MAX_SEED = 2**31 - 1
 
@@ -40,11 +46,15 @@ def seed_everything(seed: int) -> None:
     seed = check_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
+    import torch
+
     torch.manual_seed(seed)
 
 
 def get_rng_state() -> dict[str, np.ndarray]:
     """The global torch and NumPy RNG states as plain arrays (for checkpoints)."""
+    import torch
+
     state: dict[str, np.ndarray] = {"torch_cpu": torch.get_rng_state().numpy().copy()}
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     assert kind == "MT19937"
@@ -56,6 +66,8 @@ def get_rng_state() -> dict[str, np.ndarray]:
 
 def set_rng_state(state: Mapping[str, np.ndarray | torch.Tensor]) -> None:
     """Restore states produced by :func:`get_rng_state`."""
+    import torch
+
     torch.set_rng_state(torch.from_numpy(np.asarray(state["torch_cpu"], dtype=np.uint8).copy()))
     misc, keys = state["numpy_misc"], np.asarray(state["numpy_keys"], dtype=np.uint32)
     np.random.set_state(("MT19937", keys, int(misc[0]), int(misc[1]), float(state["numpy_cached"][0])))
