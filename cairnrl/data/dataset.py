@@ -363,7 +363,7 @@ class Dataset:
         self, path: str | Path, format: str | None = None, *, overwrite: bool = False, dataset_id: str | None = None
     ) -> Path:
         """Write the dataset; see :func:`cairnrl.data.save` (a Minari folder unless the suffix says otherwise)."""
-        from cairnrl.data.io import save
+        from cairnrl.data.io import save  # io builds on this module, so the delegation imports it on call
 
         return save(self, path, format=format, overwrite=overwrite, dataset_id=dataset_id)
 
