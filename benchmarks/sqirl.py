@@ -22,7 +22,7 @@ in the BRIDGE dataset: the median over seeds of the first step at which an optim
   The quick suite's SQIRL settings (learning rate 1e-3, 40 epochs, m = 128, k = 2) reach 0.999 on seed 0 (40k budget).
 * **Sample complexity** of a run: the first env step at which its greedy policy is optimal.  Tabular policies
   are evaluated *exactly* every ``eval_freq`` steps (the state distribution is propagated through the
-  sticky-augmented MDP; :mod:`cairnrl.bench.tabular_eval`), and a run counts as solved at an evaluation when
+  sticky-augmented MDP; :mod:`cairnrl.analysis.tabular_eval`), and a run counts as solved at an evaluation when
   ``J(pi) >= J* - 1e-4 (J* - J_random)``.  J* is the optimum over policies that see the full
   (state, previous action) pair; the benchmark checks that an observation-only policy attains it on every task.
   SQIRL's greedy policy mid-training acts with the current network at the time steps not learned yet, as the
@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from scipy import stats as scipy_stats
 
+from cairnrl.analysis.tabular_eval import ExactEvaluator
 from cairnrl.bench.aggregate import (
     curve_arrays,
     median_sample_complexity,
@@ -65,7 +66,6 @@ from cairnrl.bench.plots import (
     plot_performance_profiles,
     plot_sample_complexity,
 )
-from cairnrl.bench.tabular_eval import ExactEvaluator
 from cairnrl.core.stats import aggregate_intervals, performance_profile, stratified_bootstrap_intervals
 from cairnrl.exceptions import ConfigError
 

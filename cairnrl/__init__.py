@@ -17,7 +17,7 @@ __all__ = ["EvaluationResult", "__version__", "evaluate"]
 
 def __getattr__(name: str) -> Any:
     if name in ("EvaluationResult", "evaluate"):
-        from cairnrl.core import evaluation
+        from cairnrl.core import evaluation  # imported on first use: it loads torch, ``import cairnrl`` does not
 
         return getattr(evaluation, name)
     raise AttributeError(f"module 'cairnrl' has no attribute {name!r}")

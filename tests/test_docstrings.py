@@ -17,18 +17,7 @@ SCANNED = ("cairnrl", "benchmarks")
 
 # Files being restructured in parallel work that fixes their citations itself; each entry is a path relative to
 # the repository root (a folder entry ends with "/"). Remove entries as that work lands: the list should end empty.
-PENDING_REWORK: list[str] = [
-    "cairnrl/envs/snapshot_env.py",
-    "cairnrl/algos/rmab_baselines.py",
-    "cairnrl/bench/tabular_eval.py",
-    "cairnrl/analysis/effective_horizon.py",
-    "cairnrl/core/stats.py",
-    "cairnrl/hpo/results.py",
-    "cairnrl/core/sb3_io.py",
-    "cairnrl/core/records.py",
-    "cairnrl/envs/cormab/path.py",
-    "cairnrl/envs/cormab/base.py",
-]
+PENDING_REWORK: list[str] = []
 
 INTERNAL_NOTE = re.compile(
     "|".join(

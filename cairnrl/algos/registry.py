@@ -8,7 +8,10 @@ from typing import Any, cast
 import gymnasium as gym
 from stable_baselines3.common.base_class import BaseAlgorithm as SB3Algorithm
 
+from cairnrl.algos import ALGORITHMS
+from cairnrl.algos.offline import OfflineAlgorithm
 from cairnrl.core.base import BaseAlgorithm
+from cairnrl.core.make import make
 from cairnrl.core.sb3_io import SB3_CLASSES
 from cairnrl.exceptions import ConfigError, EnvError
 
@@ -16,8 +19,6 @@ Algorithm = type[BaseAlgorithm] | type[SB3Algorithm]
 
 
 def _cairnrl_algorithms() -> dict[str, type[BaseAlgorithm]]:
-    from cairnrl.algos import ALGORITHMS
-
     return cast(dict[str, type[BaseAlgorithm]], ALGORITHMS)  # mypy infers the join of the classes: ABCMeta
 
 
@@ -47,8 +48,6 @@ def get_algorithm(algorithm: str | Algorithm) -> Algorithm:
 
 def is_offline(algorithm: Algorithm) -> bool:
     """Whether the class is a cairnrl offline algorithm (learns from a dataset)."""
-    from cairnrl.algos.offline import OfflineAlgorithm
-
     return issubclass(algorithm, OfflineAlgorithm)
 
 
@@ -69,12 +68,10 @@ def make_model(
 ) -> BaseAlgorithm | SB3Algorithm:
     """Construct ``algorithm`` on ``env`` with ``hyperparameters`` (``policy`` may be one of them; default MlpPolicy).
 
-    Env ids go through :func:`cairnrl.envs.make`, so cairnrl envs work for SB3 peers too. Offline algorithms learn
+    Env ids go through :func:`cairnrl.core.make.make`, so cairnrl envs work for SB3 peers too. Offline algorithms learn
     from ``dataset`` (a :class:`~cairnrl.data.Dataset` or a path) and use ``env`` (may be ``None``) for evaluation
     only; online algorithms refuse a dataset.
     """
-    from cairnrl.envs import make
-
     cls = get_algorithm(algorithm)
     build: Callable[..., BaseAlgorithm | SB3Algorithm] = cls  # concrete classes take (policy, env or dataset, ...)
     parameters = dict(hyperparameters or {})

@@ -29,25 +29,20 @@ from torch import nn
 
 from cairnrl.core.seeding import check_seed, spawn_seeds
 from cairnrl.core.validation import check_bool, check_choice, check_float, check_int
-from cairnrl.envs.cormab.base import CoRMABEnv, CoRMABProblem
+from cairnrl.envs.cormab.base import CoRMABEnv, CoRMABProblem, problem_of
 from cairnrl.envs.cormab.chain import N_STATES
+from cairnrl.envs.cormab.interventions import InterventionsProblem
 from cairnrl.exceptions import ConfigError, EnvError
 from cairnrl.mip.argmax import DEFAULT_GAP_FRACTION, SolverFallbackWarning
 from cairnrl.mip.encoding import INPUT_ORDERS, network_inputs
+from cairnrl.mip.feasible import add_feasible_set
 from cairnrl.mip.model import MILPModel
 from cairnrl.mip.solvers import MILPSolver, SolveOptions, get_solver
 
 _EVAL_KEY = 0xB45E
-
-
-def problem_of(env: Any) -> CoRMABProblem:
-    """The :class:`CoRMABProblem` behind a coRMAB env (wrapped or not) or the problem itself."""
-    if isinstance(env, CoRMABProblem):
-        return env
-    target = getattr(env, "unwrapped", env)
-    if isinstance(target, CoRMABEnv):
-        return target.problem
-    raise EnvError(f"expected a coRMAB env or problem, got {type(env).__name__}")
+_EVAL_EPISODE_KEY = _EVAL_KEY + 1
+#: Spawn key of the random feasible policy's generator.
+_RANDOM_POLICY_KEY = 1
 
 
 class RMABPolicy(ABC):
@@ -131,7 +126,7 @@ class _MILPPolicy(RMABPolicy):
         gap = DEFAULT_GAP_FRACTION * self.problem.reward_scale if abs_gap is None else abs_gap
         self.options = SolveOptions(time_limit=time_limit, abs_gap=gap, seed=check_seed(seed))
         self.fallback_samples = check_int("fallback_samples", fallback_samples, minimum=1)
-        self.rng = np.random.default_rng(spawn_seeds(seed, 1, key=1)[0])
+        self.rng = np.random.default_rng(spawn_seeds(seed, 1, key=_RANDOM_POLICY_KEY)[0])
         self.solve_times: list[float] = []
         self.capped = 0
 
@@ -143,7 +138,7 @@ class _MILPPolicy(RMABPolicy):
         feasible = self.problem.feasible_set()
         model = MILPModel()
         action_cols = model.add_columns(feasible.n_actions, upper=feasible.action_upper, integer=True)
-        feasible.add_to(model, action_cols)
+        add_feasible_set(model, feasible, action_cols)
         self._set_objective(model, action_cols, state)
         result = self.solver.solve(model.compile(), self.options)
         self.solve_times.append(result.time)
@@ -176,7 +171,63 @@ class MyopicPolicy(_MILPPolicy):
     """
 
     def _set_objective(self, model: MILPModel, action_cols: np.ndarray, state: np.ndarray) -> None:
-        self.problem.add_myopic_objective(model, action_cols, state)
+        add_myopic_objective(model, self.problem, action_cols, state)
+
+
+def add_myopic_objective(model: MILPModel, problem: CoRMABProblem, action_cols: np.ndarray, state: np.ndarray) -> None:
+    """Set the objective of ``model`` to the exact expected next-step reward at ``state`` (to maximise).
+
+    With arms pulled directly the expected reward is linear in ``a``: each pulled arm adds
+    ``(p_active - p_passive) * (r_up - r_down)`` to the passive value. With multiple interventions each arm gets
+    one binary ``z_v`` per attainable activation level ``v`` (``sum_v z_v = 1``,
+    ``sum_v v z_v = theta_j + sum_i w_ji a_i``) with objective weight ``p_j(v) (r_up - r_down)``.
+    """
+    up, down = problem.chain.neighbour_rewards(state)
+    model.maximize = True
+    if not isinstance(problem, InterventionsProblem):
+        passive = problem.chain.p_passive * up + (1.0 - problem.chain.p_passive) * down
+        gain = (problem.chain.p_active - problem.chain.p_passive) * (up - down)
+        model.add_objective(action_cols, gain, float(passive.sum()))
+        return
+    constant = float(down.sum())
+    for arm in range(problem.n_arms):
+        incident = np.flatnonzero(problem.weights[arm] > 0)
+        levels = problem.activation_levels(arm)
+        probabilities = problem.link_for_arm(arm, levels)
+        if incident.size == 0:
+            constant += float(probabilities[0] * (up[arm] - down[arm]))
+            continue
+        z_cols = model.add_columns(levels.size, lower=0.0, upper=1.0, integer=True)
+        model.add_dense_rows(np.ones((1, levels.size)), z_cols, lower=1.0, upper=1.0)
+        coefficients = np.concatenate([levels, -problem.weights[arm, incident]])[None, :]
+        model.add_dense_rows(coefficients, np.concatenate([z_cols, np.asarray(action_cols)[incident]]),
+                             lower=problem.theta[arm], upper=problem.theta[arm])
+        model.add_objective(z_cols, probabilities * (up[arm] - down[arm]))
+    model.add_objective(np.zeros(0, dtype=np.int64), np.zeros(0), constant)
+
+
+def add_arm_activation(model: MILPModel, problem: CoRMABProblem, action_cols: np.ndarray) -> np.ndarray:
+    """Columns of ``model`` equal to 1 when an arm gets its active transition (for index policies).
+
+    With arms pulled directly these are the action columns themselves. With multiple interventions they are new
+    continuous ``z_j <= a_i`` for every intervention ``i`` acting on arm ``j``: ``z_j = 1`` only when the arm gets
+    all of its interventions.
+    """
+    if not isinstance(problem, InterventionsProblem):
+        return np.asarray(action_cols)
+    acting = problem.weights > 0
+    z_cols = model.add_columns(problem.n_arms, lower=0.0, upper=acting.any(axis=1).astype(float))
+    arms, types = np.nonzero(acting)
+    n_rows = arms.size
+    model.add_sparse_rows(
+        np.concatenate([np.arange(n_rows), np.arange(n_rows)]),
+        np.concatenate([z_cols[arms], np.asarray(action_cols)[types]]),
+        np.concatenate([np.ones(n_rows), -np.ones(n_rows)]),
+        n_rows,
+        lower=-np.inf,
+        upper=0.0,
+    )
+    return z_cols
 
 
 def greedy_action(
@@ -372,7 +423,7 @@ class WhittleIndexPolicy(_MILPPolicy):
         self.indices = whittle_indices(p_passive, p_active, self.problem.chain.state_rewards, gamma)
 
     def _set_objective(self, model: MILPModel, action_cols: np.ndarray, state: np.ndarray) -> None:
-        arm_cols = self.problem.arm_activation(model, action_cols)
+        arm_cols = add_arm_activation(model, self.problem, action_cols)
         model.add_objective(arm_cols, self.indices[np.arange(self.problem.n_arms), state])
         model.maximize = True
 
@@ -403,7 +454,7 @@ def evaluate_rmab_policy(
     if not isinstance(target, CoRMABEnv):
         raise EnvError(f"evaluate_rmab_policy needs a coRMAB env, got {type(env).__name__}")
     start_states = np.atleast_2d(np.asarray(start_states))
-    episode_seeds = spawn_seeds(check_seed(seed), start_states.shape[0], key=_EVAL_KEY + 1)
+    episode_seeds = spawn_seeds(check_seed(seed), start_states.shape[0], key=_EVAL_EPISODE_KEY)
     rewards = np.zeros((start_states.shape[0], target.horizon))
     for episode, (start, episode_seed) in enumerate(zip(start_states, episode_seeds, strict=True)):
         observation, _ = target.reset(seed=episode_seed, options={"state": start})

@@ -86,8 +86,9 @@ class EffectiveHorizonResult:
     bound_steps: tuple[BoundStep, ...]
 
 
-class _Model:
-    """Successor lists and the per-time-step value tables shared by every computation."""
+class TabularValues:
+    """Successor lists and the per-time-step value tables of a tabular MDP (Q of the random, optimal and worst
+    policies by backward induction), shared by the effective horizon and by exact policy evaluation."""
 
     def __init__(self, mdp: TabularMDP, horizon: int) -> None:
         self.next, self.prob, self.slot_rewards = mdp.successors
@@ -99,6 +100,8 @@ class _Model:
         self.reachable = self._reachability()
         self.q_rand, self.q_opt, self.q_worst = self._value_iteration()
         self.v_opt = self.q_opt.max(axis=-1)
+        # V of the uniform random policy at t = 0, clamped like every step of the backward pass.
+        self.v_rand = np.clip(self.q_rand[0].mean(axis=-1), self.q_worst[0].min(axis=-1), self.v_opt[0])
         # optimal[t, s, a]: a is an optimal action at (t, s).
         self.optimal = self.q_opt >= self.v_opt[..., None] - REWARD_PRECISION
 
@@ -274,7 +277,7 @@ def effective_horizon(
     max_k = _check_max_k(max_k)
 
     deterministic = p == 0.0 and mdp.is_deterministic
-    model = _Model(mdp.sticky_augmented(p) if p > 0 else mdp, horizon)
+    model = TabularValues(mdp.sticky_augmented(p) if p > 0 else mdp, horizon)
 
     min_k: int | None = None
     greedy_returns: list[float] = []
@@ -293,7 +296,6 @@ def effective_horizon(
     epw = model.first_solving_k(immediate)
     bound, steps = model.simple_bound() if deterministic else (None, ())
 
-    v_rand = np.clip(model.q_rand[0].mean(axis=-1), model.q_worst[0].min(axis=-1), model.q_opt[0].max(axis=-1))
     return EffectiveHorizonResult(
         horizon=horizon,
         sticky_p=p,
@@ -305,7 +307,7 @@ def effective_horizon(
         greedy_returns=tuple(greedy_returns),
         greedy_gaps=tuple(greedy_gaps),
         optimal_return=model.initial_value(model.v_opt[0]),
-        random_return=model.initial_value(v_rand),
+        random_return=model.initial_value(model.v_rand),
         worst_return=model.initial_value(model.q_worst[0].min(axis=-1)),
         effective_horizon_bound=bound,
         bound_steps=steps,

@@ -12,7 +12,7 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
-from cairnrl.bench.tabular_eval import ExactEvaluator, policy_table
+from cairnrl.analysis.tabular_eval import ExactEvaluator, policy_table
 from cairnrl.core.validation import check_float, check_int
 
 

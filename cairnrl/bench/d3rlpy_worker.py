@@ -148,6 +148,7 @@ def read_job(path: str | Path) -> dict[str, Any]:
 
 def make_config(algorithm: str, hyperparameters: dict[str, Any]):
     """d3rlpy's config of ``algorithm`` with its defaults, overridden by scalar ``hyperparameters``."""
+    # Imported here: only the isolated d3rlpy venv that runs main() has d3rlpy.
     import d3rlpy
 
     config_class = getattr(d3rlpy.algos, ALGORITHMS[algorithm])

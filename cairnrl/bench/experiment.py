@@ -120,7 +120,7 @@ class RunContext:
 
     def sb3_logger(self):
         """An SB3 logger writing TensorBoard events and ``progress.csv`` into the run folder."""
-        from stable_baselines3.common.logger import configure
+        from stable_baselines3.common.logger import configure  # SB3 loads only for runs that log through it
 
         return configure(str(self.run_dir), ["tensorboard", "csv"])
 

@@ -111,7 +111,7 @@ def _learn_sb3(model: Any, args: argparse.Namespace, hyperparameters: dict[str, 
     from stable_baselines3.common.logger import configure
     from stable_baselines3.common.utils import get_latest_run_id
 
-    from cairnrl.core.records import utc_now, write_run_record
+    from cairnrl.core.records import utc_now, write_training_record
     from cairnrl.core.sb3_io import constructor_arguments, encode_sb3_kwargs, save_sb3
 
     name = args.name or f"SB3-{type(model).__name__}"
@@ -122,12 +122,12 @@ def _learn_sb3(model: Any, args: argparse.Namespace, hyperparameters: dict[str, 
     save_sb3(model, run_dir / MODEL_DIR)
     result = _final_evaluation(model, args.env, args.eval_episodes, args.seed)
     arguments = encode_sb3_kwargs(constructor_arguments(model), "model")
-    write_run_record(run_dir, {
-        "algorithm": f"sb3-{type(model).__name__.lower()}",
-        "hyperparameters": {"policy": hyperparameters.get("policy", "MlpPolicy"), **arguments},
-        "env_id": args.env, "seed": args.seed, "num_timesteps": model.num_timesteps, "start_time": started,
-        "end_time": utc_now(), "final_evaluation": result, "final_evaluation_skipped": _skip_reason(args),
-    })
+    write_training_record(
+        run_dir, algorithm=f"sb3-{type(model).__name__.lower()}",
+        hyperparameters={"policy": hyperparameters.get("policy", "MlpPolicy"), **arguments},
+        env_id=args.env, seed=args.seed, num_timesteps=model.num_timesteps, start_time=started,
+        final_evaluation=result, final_evaluation_skipped=_skip_reason(args),
+    )
     return run_dir
 
 

@@ -50,6 +50,7 @@ from cairnrl.core.compat import set_reset_seeds
 from cairnrl.core.evaluation import EvaluationResult, evaluate, final_evaluation_seed
 from cairnrl.core.fileio import is_json_value
 from cairnrl.core.global_rng import get_rng_state, seed_everything, set_rng_state
+from cairnrl.core.make import make
 from cairnrl.core.records import utc_now, write_training_record
 from cairnrl.core.seeding import ACTION_SPACE_SEED_KEY, ENV_SEED_KEY, check_seed, spawn_seeds
 from cairnrl.core.spaces import space_from_json, space_to_json, spaces_equal
@@ -213,8 +214,6 @@ class BaseAlgorithm(ABC):
     def _attach_env(self, env: GymEnv, n_envs: int) -> None:
         check_int("n_envs", n_envs, minimum=1)
         if isinstance(env, str):
-            from cairnrl.envs import make
-
             self.env_id = env
             vec_env: VecEnv = DummyVecEnv([lambda: make(env) for _ in range(n_envs)])
         elif isinstance(env, VecEnv):
@@ -385,8 +384,6 @@ class BaseAlgorithm(ABC):
 
     def evaluate_final(self) -> EvaluationResult:
         """Deterministic evaluation on a fresh copy of the training env, seeded apart from training."""
-        from cairnrl.envs import make
-
         if self.env_id is None:
             raise EnvError("the training env has no registered id, so no fresh evaluation env can be made")
         eval_env = make(self.env_id, **self.env_kwargs)

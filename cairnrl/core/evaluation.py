@@ -9,6 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from cairnrl.core.make import make
 from cairnrl.core.policies import Predictor, as_actor
 from cairnrl.core.seeding import check_seed, spawn_seeds
 from cairnrl.core.stats import iqm
@@ -64,8 +65,6 @@ def evaluate(
     seed = check_seed(seed)
     owns_env = isinstance(env, str)
     if isinstance(env, str):
-        from cairnrl.envs import make
-
         env = make(env)
     if not isinstance(env, gym.Env):
         raise EnvError(f"evaluate needs a gymnasium.Env or an env id, got {type(env).__name__}")

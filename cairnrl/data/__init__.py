@@ -13,17 +13,23 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cairnrl.data.d4rl import from_d4rl_arrays
 from cairnrl.data.dataset import Dataset, Episode, Transitions, concatenate
 from cairnrl.data.io import detect_format, load, save
-from cairnrl.data.sampler import SegmentBatch, SegmentSampler, TransitionBatch, TransitionSampler
 from cairnrl.data.scores import REF_SCORES, normalized_score, reference_scores
 
-# Collection and the teacher-based recipes need the env layer and Stable-Baselines3: imported on first use, so
-# loading and sampling datasets stays light.
+if TYPE_CHECKING:
+    from cairnrl.data.sampler import SegmentBatch, SegmentSampler, TransitionBatch, TransitionSampler
+
+# The samplers need torch, collection and the teacher-based recipes the env layer and Stable-Baselines3: all are
+# imported on first use, so loading and inspecting datasets stays light.
 _LAZY = {
+    "SegmentBatch": "cairnrl.data.sampler",
+    "SegmentSampler": "cairnrl.data.sampler",
+    "TransitionBatch": "cairnrl.data.sampler",
+    "TransitionSampler": "cairnrl.data.sampler",
     "collect": "cairnrl.data.collection",
     "RECIPE_ENVS": "cairnrl.data.recipes",
     "make_dataset": "cairnrl.data.recipes",

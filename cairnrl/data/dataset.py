@@ -20,18 +20,21 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from cairnrl.core.seeding import check_seed
 from cairnrl.core.spaces import spaces_equal
-from cairnrl.data.sampler import SegmentSampler, TransitionSampler
 from cairnrl.data.spaces import infer_space
 from cairnrl.data.validation import as_flags, validate_dataset
 from cairnrl.exceptions import ConfigError, DatasetError
+
+if TYPE_CHECKING:
+    import torch
+
+    from cairnrl.data.sampler import SegmentSampler, TransitionSampler
 
 
 @dataclass(frozen=True)
@@ -360,7 +363,7 @@ class Dataset:
         self, path: str | Path, format: str | None = None, *, overwrite: bool = False, dataset_id: str | None = None
     ) -> Path:
         """Write the dataset; see :func:`cairnrl.data.save` (a Minari folder unless the suffix says otherwise)."""
-        from cairnrl.data.io import save
+        from cairnrl.data.io import save  # io builds on this module, so the delegation imports it on call
 
         return save(self, path, format=format, overwrite=overwrite, dataset_id=dataset_id)
 
@@ -391,6 +394,8 @@ class Dataset:
         self, batch_size: int = 256, device: str | torch.device = "cpu", seed: int = 0
     ) -> TransitionSampler:
         """A :class:`~cairnrl.data.sampler.TransitionSampler` of uniform transition batches."""
+        from cairnrl.data.sampler import TransitionSampler  # loads torch: only when a sampler is made
+
         return TransitionSampler(self, batch_size, device=device, seed=seed)
 
     def segment_sampler(
@@ -402,6 +407,8 @@ class Dataset:
         gamma: float = 1.0,
     ) -> SegmentSampler:
         """A :class:`~cairnrl.data.sampler.SegmentSampler` of trajectory segments with returns-to-go."""
+        from cairnrl.data.sampler import SegmentSampler  # loads torch: only when a sampler is made
+
         return SegmentSampler(self, segment_length, batch_size, device=device, seed=seed, gamma=gamma)
 
     # ---------------------------------------------------------------------------------------------- summary

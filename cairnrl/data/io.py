@@ -20,6 +20,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from cairnrl.core.make import make
 from cairnrl.data.d4rl import read_flat, read_hdf5_arrays, read_npz_arrays, write_hdf5, write_npz
 from cairnrl.data.dataset import Dataset
 from cairnrl.data.minari_format import MAIN_FILE, METADATA_FILE, data_folder, read_minari, write_minari
@@ -59,8 +60,6 @@ def detect_format(path: str | Path) -> str:
 
 def env_spaces(env_id: str) -> tuple[gym.Space, gym.Space]:
     """Observation and action space of ``env_id`` (made once and closed)."""
-    from cairnrl.envs import make  # the env layer only when an env id is given
-
     env = make(env_id)
     try:
         return env.observation_space, env.action_space

@@ -1,7 +1,7 @@
 """cairnrl's env layer: Gymnasium registration under ``cairnrl/``, :func:`make`, wrappers and tabular MDPs.
 
-Importing this package (or ``cairnrl``) registers every cairnrl env with Gymnasium (idempotently).  The
-snapshot tools are imported on first use, so registering the envs does not load MuJoCo or torch.
+Importing this package (or ``cairnrl``) registers every cairnrl env with Gymnasium (idempotently).  Everything
+else is imported on first use, so registering the envs loads only Gymnasium: no MuJoCo, torch or SciPy.
 """
 
 from __future__ import annotations
@@ -9,21 +9,21 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from cairnrl.envs.registration import make, register_envs
-from cairnrl.envs.tabular import TabularMDP, make_corridor, make_trap_chain
-from cairnrl.envs.wrappers import StickyActions
+from cairnrl.core.make import make
+from cairnrl.envs.registration import register_envs
 
 _LAZY = {
+    "StickyActions": "cairnrl.envs.wrappers",
+    "TabularMDP": "cairnrl.envs.tabular",
+    "make_corridor": "cairnrl.envs.tabular",
+    "make_trap_chain": "cairnrl.envs.tabular",
     "RecordLastStep": "cairnrl.envs.snapshot",
     "Snapshot": "cairnrl.envs.snapshot",
     "load_snapshots": "cairnrl.envs.snapshot",
     "restore_snapshot": "cairnrl.envs.snapshot",
     "save_snapshots": "cairnrl.envs.snapshot",
     "take_snapshot": "cairnrl.envs.snapshot",
-    "SnapshotCollection": "cairnrl.envs.snapshot_env",
     "SnapshotEnv": "cairnrl.envs.snapshot_env",
-    "collect_snapshots": "cairnrl.envs.snapshot_env",
-    "kmeans_1d": "cairnrl.envs.snapshot_env",
 }
 
 register_envs()
@@ -38,12 +38,9 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "RecordLastStep",
     "Snapshot",
-    "SnapshotCollection",
     "SnapshotEnv",
     "StickyActions",
     "TabularMDP",
-    "collect_snapshots",
-    "kmeans_1d",
     "load_snapshots",
     "make",
     "make_corridor",

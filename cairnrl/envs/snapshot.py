@@ -120,9 +120,8 @@ class Snapshot:
             step, flattened and concatenated in the order of ``metadata["derived_fields"]``; ``None`` for copies.
         metadata: small JSON: ``kind`` (``"mujoco"`` or ``"copy"``), ``env_id``, the wrapper stack with each
             layer's captured state, model sizes and the base env's ``np_random`` state.
-        value: the teacher's status estimate of this state (Q1(s, a_teacher) for TD3/SAC
-            teachers, V(s) for PPO, as in the released scripts), set by
-            :func:`~cairnrl.envs.snapshot_env.collect_snapshots`; used by Status Classification.
+        value: the teacher's status estimate of this state (Q1(s, a_teacher) or V(s), as in Snapshot RL), set by
+            :func:`~cairnrl.algos.s3rl.rollouts.collect_snapshots`; used by S3RL's Status Classification.
     """
 
     observation: Any

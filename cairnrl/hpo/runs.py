@@ -21,6 +21,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from cairnrl.algos.registry import Algorithm, make_model
 from cairnrl.core.evaluation import EvaluationResult, evaluate
+from cairnrl.core.make import make
+from cairnrl.data import load
 from cairnrl.exceptions import DivergedError
 from cairnrl.hpo.seeds import evaluation_seed
 
@@ -74,8 +76,6 @@ class _EvaluationCallback(BaseCallback):
 @functools.lru_cache(maxsize=2)
 def load_dataset(path: str) -> Any:
     """The dataset at ``path``, loaded (and validated) once per process."""
-    from cairnrl.data import load
-
     return load(path)
 
 
@@ -100,8 +100,6 @@ def train_and_evaluate(
     :param report: called after every evaluation (``k = 0 .. n_evaluations - 1``) with the score and step.
     :raises DivergedError: when parameters or a score become non-finite (also when training raises because of it).
     """
-    from cairnrl.envs import make
-
     model = make_model(algorithm, env_id, seed=seed, hyperparameters=hyperparameters,
                        dataset=None if dataset is None else load_dataset(dataset))
     eval_env = make(env_id)

@@ -27,10 +27,13 @@ import gymnasium as gym
 import numpy as np
 import optuna
 
-from cairnrl.algos.registry import Algorithm, is_sb3
+from cairnrl.algos.registry import Algorithm, is_sb3, make_model
 from cairnrl.core.base import RUN_ARGUMENTS
 from cairnrl.core.fileio import is_json_value
+from cairnrl.core.make import make
+from cairnrl.core.sb3_io import SpacesOnlyEnv
 from cairnrl.exceptions import ConfigError
+from cairnrl.hpo.runs import load_dataset
 
 SearchSpace = dict[str, dict[str, Any]]
 
@@ -324,11 +327,6 @@ def probe(algorithm: Algorithm, env_id: str, fixed: Mapping[str, Any], space: Se
     so a value that is only valid together with others (SQIRL's ``n_envs <= episodes_per_timestep``) is kept.
     Combinations that fail at run time are failed trials with their reason recorded, not a crashed study.
     """
-    from cairnrl.algos.registry import make_model
-    from cairnrl.core.sb3_io import SpacesOnlyEnv
-    from cairnrl.envs import make
-    from cairnrl.hpo.runs import load_dataset
-
     env = make(env_id)
     spaces_only = SpacesOnlyEnv(env.observation_space, env.action_space)
     env.close()

@@ -18,7 +18,10 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from cairnrl.algos import ALGORITHMS
 from cairnrl.algos.registry import Algorithm, get_algorithm, is_sb3
+from cairnrl.core.sb3_io import SB3_CLASSES
+from cairnrl.core.seeding import spawn_seeds
 from cairnrl.core.stats import iqm
 from cairnrl.exceptions import ConfigError, DivergedError
 from cairnrl.hpo.options import OBJECTIVES, PRUNERS, SAMPLERS  # noqa: F401  (re-exported)
@@ -33,9 +36,6 @@ _SAMPLER_SEED_KEY = 0x5A3B
 
 def algorithm_name(algorithm: Algorithm) -> str:
     """The name that :func:`resolve_algorithm` maps back to ``algorithm`` (registry name or ``module:Class``)."""
-    from cairnrl.algos import ALGORITHMS
-    from cairnrl.core.sb3_io import SB3_CLASSES
-
     for name, cls in ALGORITHMS.items():
         if cls is algorithm:
             return name
@@ -119,8 +119,6 @@ class StudySettings:
 
     def make_sampler(self, worker: int) -> optuna.samplers.BaseSampler:
         """This worker's sampler, seeded with its own SeedSequence child so workers never propose in lock-step."""
-        from cairnrl.core.seeding import spawn_seeds
-
         seed = spawn_seeds(self.sampler_seed, 1, key=(_SAMPLER_SEED_KEY, worker))[0]
         if self.sampler == "random":
             return optuna.samplers.RandomSampler(seed=seed)

@@ -30,11 +30,12 @@ import torch
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from cairnrl.algos.registry import Algorithm, get_algorithm, is_sb3
+from cairnrl.algos.registry import Algorithm, get_algorithm, is_offline, is_sb3
 from cairnrl.core.fileio import is_json_value
+from cairnrl.core.make import make
 from cairnrl.core.seeding import check_seed
 from cairnrl.core.validation import check_choice, check_int
-from cairnrl.exceptions import CairnError, ConfigError, EnvError
+from cairnrl.exceptions import CairnError, ConfigError, DatasetError, EnvError
 from cairnrl.hpo import spaces
 from cairnrl.hpo.results import TuneResult, final_phase
 from cairnrl.hpo.seeds import check_seed_overlap, parse_seeds
@@ -70,8 +71,6 @@ class OpenStudy:
 def _check_env(env: Any) -> str:
     if not isinstance(env, str):
         raise EnvError(f"env must be a registered env id (cairnrl/... or a Gymnasium id), got {type(env).__name__}")
-    from cairnrl.envs import make
-
     make(env).close()
     return env
 
@@ -100,9 +99,6 @@ def _fixed(algorithm: Algorithm, fixed: Mapping[str, Any] | None, space: spaces.
 
 def _check_dataset(algorithm: Algorithm, dataset: str | Path | None) -> str | None:
     """The absolute dataset path for an offline algorithm (checked to load), ``None`` for an online one."""
-    from cairnrl.algos.registry import is_offline
-    from cairnrl.exceptions import DatasetError
-
     if not is_offline(algorithm):
         if dataset is not None:
             raise ConfigError(f"{algorithm.__name__} learns online; dataset= is only for offline algorithms")
@@ -318,6 +314,8 @@ def _trial_counts(study: optuna.Study) -> dict[str, int]:
 
 def _finish(opened: OpenStudy, run_dir: Path, top_k: int) -> TuneResult:
     """Final phase on the test seeds and the report folder."""
+    # Imported on call: importing the submodule cairnrl.hpo.report binds it on the package over the lazily
+    # exported function cairnrl.hpo.report.
     from cairnrl.hpo.report import write_report
 
     check_int("top_k", top_k, minimum=1)

@@ -35,9 +35,10 @@ from torch import nn
 
 from cairnrl.core.seeding import check_seed, seed_sequence
 from cairnrl.core.validation import check_bool, check_choice, check_int
+from cairnrl.envs.cormab.feasible import FeasibleSet
 from cairnrl.exceptions import ConfigError, SolverError
 from cairnrl.mip.encoding import BOUND_TIGHTENING, INPUT_ORDERS, ReluNetwork, encode_q_network, network_inputs
-from cairnrl.mip.feasible import FeasibleSet
+from cairnrl.mip.feasible import add_feasible_set
 from cairnrl.mip.heuristic import fast_argmax, fast_options
 from cairnrl.mip.model import CompiledModel, MILPModel
 from cairnrl.mip.solvers import MILPSolver, SolveOptions, get_solver
@@ -271,7 +272,7 @@ class ArgmaxSolver:
         feasible = self.feasible_set
         model = MILPModel()
         action_cols = model.add_columns(feasible.n_actions, lower=0.0, upper=feasible.action_upper, integer=True)
-        feasible.add_to(model, action_cols)
+        add_feasible_set(model, feasible, action_cols)
         stats = encode_q_network(
             model,
             self.network,

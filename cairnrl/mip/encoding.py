@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from cairnrl.core.validation import check_choice
+from cairnrl.envs.cormab.feasible import FeasibleSet
 from cairnrl.exceptions import ConfigError
-from cairnrl.mip.feasible import FeasibleSet
 from cairnrl.mip.model import TINY_COEFFICIENT, MILPModel
 
 BOUND_TIGHTENING = ("interval", "lp")
@@ -158,7 +158,7 @@ class _LpTightener:
     """LP-based bound tightening over the LP relaxation of the feasible set and the layers encoded so far."""
 
     def __init__(self, threads: int, seed: int) -> None:
-        import highspy
+        import highspy  # loaded only when bound tightening runs
 
         self._highspy = highspy
         self._threads = threads

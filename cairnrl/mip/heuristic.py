@@ -30,9 +30,9 @@ import torch
 from torch import nn
 
 from cairnrl.core.validation import check_bool, check_choice, check_int
+from cairnrl.envs.cormab.feasible import FeasibleSet
 from cairnrl.exceptions import ConfigError
 from cairnrl.mip.encoding import INPUT_ORDERS, ReluNetwork, network_inputs
-from cairnrl.mip.feasible import FeasibleSet
 
 #: Defaults of :func:`fast_argmax`'s search options.
 FAST_DEFAULTS = {"n_samples": 128, "n_starts": 8, "max_moves": 25, "max_checks": 8, "n_kicks": 2, "kick_branches": 3}

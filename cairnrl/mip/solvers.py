@@ -115,7 +115,7 @@ class HighsSolver(MILPSolver):
     name = "highs"
 
     def __init__(self) -> None:
-        import highspy
+        import highspy  # loaded when a HiGHS solver is made: importing cairnrl.mip stays free of it
 
         self._highspy = highspy
 

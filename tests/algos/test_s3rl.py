@@ -13,10 +13,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from cairnrl.algos.s3rl import S3RL, load_teacher, teacher_fingerprint, teacher_snapshots
+from cairnrl.algos.s3rl.rollouts import collect_snapshots
 from cairnrl.algos.s3rl.students import decode_sb3_kwargs, encode_sb3_kwargs
 from cairnrl.algos.sqirl import SQIRL
 from cairnrl.envs.snapshot import save_snapshots
-from cairnrl.envs.snapshot_env import collect_snapshots
 from cairnrl.exceptions import CheckpointError, ConfigError, EnvError
 
 SMALL = {"policy_kwargs": {"net_arch": [16]}}
@@ -134,9 +134,9 @@ def test_vanilla_and_snapshotrl_variants(bank) -> None:
     assert not any(row["from_snapshot"] for row in recorder.rows)
     plain = _sac(bank, status_classification=False, truncate_step=None)
     snapshot_env = plain.env.envs[0].snapshot_env
-    assert snapshot_env.truncate_step is None and len(snapshot_env.clusters) == 1
+    assert snapshot_env.truncate_step is None and len(snapshot_env.groups) == 1
     s3rl = _sac(bank, n_clusters=4)
-    assert len(s3rl.env.envs[0].snapshot_env.clusters) == 4
+    assert len(s3rl.env.envs[0].snapshot_env.groups) == 4
 
 
 def test_ppo_student_bootstraps_stt_and_switch_truncations(bank) -> None:

@@ -8,8 +8,8 @@ import pytest
 
 import benchmarks.speed as speed
 import benchmarks.sqirl as sqirl
+from cairnrl.analysis.tabular_eval import ExactEvaluator
 from cairnrl.bench import run_experiment
-from cairnrl.bench.tabular_eval import ExactEvaluator
 from cairnrl.exceptions import ConfigError
 
 

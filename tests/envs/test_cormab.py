@@ -26,7 +26,7 @@ from cairnrl.envs.cormab import (
     transit_graph,
 )
 from cairnrl.exceptions import ConfigError, EnvError
-from cairnrl.mip import MILPModel, SolveOptions, get_solver
+from cairnrl.mip import MILPModel, SolveOptions, add_feasible_set, get_solver
 
 
 def small_envs():
@@ -162,7 +162,7 @@ def test_milp_rows_describe_exactly_the_feasible_actions(env):
     for action in candidates:
         model = MILPModel()
         cols = model.add_columns(n, lower=action.astype(float), upper=action.astype(float), integer=True)
-        feasible_set.add_to(model, cols)
+        add_feasible_set(model, feasible_set, cols)
         milp_feasible = solver.solve(model.compile(), SolveOptions(time_limit=None)).status == "optimal"
         assert milp_feasible == bool(problem.is_feasible(action[None])[0]), action
     oracle = problem.is_feasible(candidates)
@@ -218,6 +218,24 @@ def test_tour_length_on_a_hand_made_graph():
     assert problem.tour_length(np.array([1, 2])) == 3  # 0-1-2-0
     assert problem.tour_length(np.array([1, 3])) == 5  # 0-1-2-3-2-0
     assert problem.is_feasible(np.array([[0, 1, 1, 0], [0, 0, 0, 1], [0, 1, 0, 1]])).tolist() == [True, True, False]
+
+
+def test_tour_search_agrees_with_held_karp_and_decides_large_actions_without_a_solver():
+    problem = PathEnv(n_arms=40, budget=12, instance_seed=0).problem
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        stations = rng.choice(40, size=int(rng.integers(1, 9)), replace=False)
+        shortest = problem.tour_length(stations)
+        for limit in (shortest - 1, shortest, shortest + 1):
+            assert problem._tour_within(stations, limit) == (shortest <= limit), (stations, limit)
+    # A 15-station ring, depot 0: visiting all 14 other stations takes the whole ring (15 steps), and the
+    # 14 stations exceed what Held-Karp handles here.
+    ring = TransitGraph(15, np.array([[j, (j + 1) % 15] if j < 14 else [0, 14] for j in range(15)]), source=0)
+    chain = ArmChain(np.zeros(15), np.ones(15), np.tile([0.1, 0.15, 0.2, 1.0], (15, 1)))
+    everything = np.ones((1, 15), dtype=np.int8)
+    everything[0, 0] = 0
+    assert PathProblem(chain, ring, budget=14, max_path_length=15).is_feasible(everything).tolist() == [True]
+    assert PathProblem(chain, ring, budget=14, max_path_length=14).is_feasible(everything).tolist() == [False]
 
 
 def test_transit_graph_is_deterministic_planar_and_connected(tmp_path):

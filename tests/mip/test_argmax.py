@@ -18,6 +18,7 @@ from cairnrl.mip import (
     SolverError,
     SolveResult,
     SolverFallbackWarning,
+    add_feasible_set,
     argmax_action,
     budget_set,
     encode_q_network,
@@ -113,7 +114,7 @@ def test_bounds_contain_every_feasible_pre_activation():
         model = MILPModel()
         feasible = env.feasible_set()
         cols = model.add_columns(feasible.n_actions, upper=feasible.action_upper, integer=True)
-        feasible.add_to(model, cols)
+        add_feasible_set(model, feasible, cols)
         stats = encode_q_network(model, network, state, cols, feasible, bound_tightening=tightening)
         hidden = network_inputs(actions, state, "action_first")
         for layer, (lower, upper) in enumerate(stats.bounds):

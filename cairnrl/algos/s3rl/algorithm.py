@@ -7,8 +7,9 @@ Snapshot RL leaves the learning algorithm untouched and changes only the reset d
 ``snapshot_timesteps`` student steps, episodes start from states a teacher visited, then training continues
 on the original env; evaluation always uses the original env. S3RL stratifies the snapshots by the teacher's
 value with k-means (Status Classification, SC) and cuts student episodes that start from a snapshot after
-``truncate_step`` steps (Student Trajectory Truncation, STT). The env side lives in
-:mod:`cairnrl.envs.snapshot_env`; this class drives an SB3 student through the schedule:
+``truncate_step`` steps (Student Trajectory Truncation, STT). The reset wrapper lives in
+:mod:`cairnrl.envs.snapshot_env`, the teacher phase in :mod:`cairnrl.algos.s3rl.rollouts` and SC in
+:mod:`cairnrl.algos.s3rl.status`; this class drives an SB3 student through the schedule:
 
 * the student is an unmodified SB3 ``SAC``, ``TD3`` or ``PPO`` trained by one ``learn`` call per S3RL ``learn``,
   so its replay buffer (off-policy) and its ``VecNormalize`` statistics (``normalize``, PPO by default) carry over
@@ -60,6 +61,8 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from cairnrl.algos.s3rl.envs import StudentEnv
+from cairnrl.algos.s3rl.rollouts import SnapshotCollection
+from cairnrl.algos.s3rl.status import status_groups
 from cairnrl.algos.s3rl.students import (
     OFF_POLICY,
     check_sb3_kwargs,
@@ -85,7 +88,7 @@ from cairnrl.core.seeding import check_seed, spawn_seeds
 from cairnrl.core.spaces import spaces_equal
 from cairnrl.core.validation import check_bool, check_float, check_int
 from cairnrl.envs.snapshot import Snapshot, load_snapshots
-from cairnrl.envs.snapshot_env import SnapshotCollection, SnapshotEnv
+from cairnrl.envs.snapshot_env import SnapshotEnv
 from cairnrl.exceptions import CheckpointError, ConfigError, EnvError
 
 # SeedSequence spawn keys of S3RL's streams.
@@ -145,7 +148,7 @@ class S3RL(BaseAlgorithm):
         training spec ``{"algorithm": ..., "timesteps": ..., "seed": 0, "hyperparameters": {}}`` (see
         :mod:`cairnrl.algos.s3rl.teachers`). Unused when ``snapshot_timesteps=0``.
     :param snapshots: instead of a teacher, a snapshot file (:func:`~cairnrl.envs.snapshot.save_snapshots`), a
-        list of snapshots or a :class:`~cairnrl.envs.snapshot_env.SnapshotCollection` (e.g. from a callable
+        list of snapshots or a :class:`~cairnrl.algos.s3rl.rollouts.SnapshotCollection` (e.g. from a callable
         teacher with ``value_fn``).
     :param snapshot_timesteps: length of the snapshot phase in student steps (the reference: 100k of 1M); 0 gives the
         vanilla student with the same hyperparameters (the benchmark's baseline arm).
@@ -369,13 +372,15 @@ class S3RL(BaseAlgorithm):
             self._snapshot_bank = self._collect_bank(self._original_envs[0])
         n = len(self._original_envs)
         sampler_seeds = spawn_seeds(self.seed, n, key=(_SAMPLER_KEY, self.num_timesteps))
+        groups = None
+        if self._snapshot_bank is not None and self.snapshot_timesteps > 0 and self.status_classification:
+            groups = status_groups(self._snapshot_bank, self.n_clusters)
         wrapped = []
         for original, sampler_seed in zip(self._original_envs, sampler_seeds, strict=True):
             snapshot_env = None
             if self._snapshot_bank is not None and self.snapshot_timesteps > 0:
                 snapshot_env = SnapshotEnv(
-                    original, self._snapshot_bank, n_clusters=self.n_clusters, truncate_step=self.truncate_step,
-                    status_classification=self.status_classification, seed=sampler_seed,
+                    original, self._snapshot_bank, groups=groups, truncate_step=self.truncate_step, seed=sampler_seed
                 )
             wrapped.append(StudentEnv(original, snapshot_env))
         vec_env = DummyVecEnv([functools.partial(_identity, env) for env in wrapped])

@@ -30,6 +30,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm as SB3Algorithm
 
+from cairnrl.algos.s3rl.rollouts import collect_snapshots
 from cairnrl.algos.s3rl.students import STUDENT_CLASSES, check_sb3_kwargs, encode_sb3_kwargs, student_class
 from cairnrl.core.fileio import atomic_write
 from cairnrl.core.sb3_io import load_sb3
@@ -37,7 +38,6 @@ from cairnrl.core.seeding import check_seed
 from cairnrl.core.validation import check_int
 from cairnrl.data.teacher import RUN_FILE, load_run_model, train_teacher
 from cairnrl.envs.snapshot import SNAPSHOT_FORMAT_VERSION, Snapshot, load_snapshots, save_snapshots, time_limits
-from cairnrl.envs.snapshot_env import collect_snapshots
 from cairnrl.exceptions import ConfigError
 
 _SPEC_KEYS = frozenset({"algorithm", "timesteps", "seed", "hyperparameters"})
@@ -151,7 +151,7 @@ def teacher_snapshots(
     seed: int = 0,
     cache_dir: str | Path | None = None,
 ) -> list[Snapshot]:
-    """:func:`~cairnrl.envs.snapshot_env.collect_snapshots` with a disk cache.
+    """:func:`~cairnrl.algos.s3rl.rollouts.collect_snapshots` with a disk cache.
 
     The cache file ``cache_dir/snapshots-<env>-<key>.zip`` is keyed by the teacher's fingerprint, the env's id,
     arguments and wrapper stack and the collection settings, so a changed teacher or setting never reuses stale

@@ -94,7 +94,6 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from torch import nn
 from tqdm.auto import tqdm
 
-from cairnrl.algos.rmab_baselines import problem_of
 from cairnrl.algos.sequoia.replay import REPLAY_MODES, ReplayMemory
 from cairnrl.algos.sequoia.targets import TARGET_MODES, TargetMaximizer, TargetStatistics
 from cairnrl.algos.sequoia.warm_start import fit_myopic, warm_start_dataset
@@ -104,7 +103,7 @@ from cairnrl.core.evaluation import EvaluationResult, evaluate, final_evaluation
 from cairnrl.core.networks import mlp
 from cairnrl.core.seeding import generator_state, restore_generator, spawn_seeds
 from cairnrl.core.validation import check_bool, check_choice, check_float, check_int, check_int_tuple
-from cairnrl.envs.cormab.base import CoRMABProblem
+from cairnrl.envs.cormab.base import CoRMABProblem, problem_of
 from cairnrl.envs.cormab.chain import N_STATES
 from cairnrl.exceptions import ConfigError, EnvError
 from cairnrl.mip.argmax import METHODS, ArgmaxSolver

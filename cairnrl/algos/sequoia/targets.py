@@ -22,8 +22,8 @@ import numpy as np
 from torch import nn
 
 from cairnrl.core.validation import check_choice
+from cairnrl.envs.cormab.feasible import FeasibleSet
 from cairnrl.mip.argmax import ArgmaxSolver
-from cairnrl.mip.feasible import FeasibleSet
 from cairnrl.mip.heuristic import FastOptions, fast_argmax, q_values
 
 TARGET_MODES = ("fast", "exact")

@@ -10,7 +10,9 @@ from cairnrl.envs.cormab.registration import COR_MAB_ENVS, register_cormab_envs
 
 # The env classes load on first use, so registering the ids (on ``import cairnrl``) stays free of torch.
 _LAZY = {
-    **dict.fromkeys(("CoRMABEnv", "CoRMABProblem", "FeasibleActionSpace", "InfeasibleActionError"), "base"),
+    **dict.fromkeys(
+        ("CoRMABEnv", "CoRMABProblem", "FeasibleActionSpace", "InfeasibleActionError", "problem_of"), "base"
+    ),
     **dict.fromkeys(("CapacityEnv", "CapacityProblem"), "capacity"),
     **dict.fromkeys(("ArmChain", "generate_chain"), "chain"),
     **dict.fromkeys(("TransitGraph", "load_graph_json", "transit_graph"), "graphs"),
@@ -44,6 +46,7 @@ __all__ = [
     "TransitGraph",
     "generate_chain",
     "load_graph_json",
+    "problem_of",
     "register_cormab_envs",
     "transit_graph",
 ]

@@ -18,9 +18,8 @@ import numpy as np
 from cairnrl.core.seeding import check_seed, spawn_seeds
 from cairnrl.core.validation import check_choice, check_float, check_int
 from cairnrl.envs.cormab.chain import N_STATES, ArmChain
+from cairnrl.envs.cormab.feasible import FeasibleSet
 from cairnrl.exceptions import ConfigError, EnvError, InfeasibleActionError
-from cairnrl.mip.feasible import FeasibleSet
-from cairnrl.mip.model import MILPModel
 
 REWARD_MODES = ("expected", "sampled")
 
@@ -86,22 +85,6 @@ class CoRMABProblem(ABC):
         if relaxed not in self._feasible_sets:
             self._feasible_sets[relaxed] = self._build_feasible_set(relaxed)
         return self._feasible_sets[relaxed]
-
-    def add_myopic_objective(self, model: MILPModel, action_cols: np.ndarray, state: np.ndarray) -> None:
-        """Set the objective of ``model`` to the expected next-step reward at ``state`` (to maximise).
-
-        With arms pulled directly the expected reward is linear in ``a``: each pulled arm adds
-        ``(p_active - p_passive) * (r_up - r_down)`` to the passive value.
-        """
-        up, down = self.chain.neighbour_rewards(state)
-        passive = self.chain.p_passive * up + (1.0 - self.chain.p_passive) * down
-        gain = (self.chain.p_active - self.chain.p_passive) * (up - down)
-        model.add_objective(action_cols, gain, float(passive.sum()))
-        model.maximize = True
-
-    def arm_activation(self, model: MILPModel, action_cols: np.ndarray) -> np.ndarray:
-        """Columns in ``model`` equal to 1 when an arm gets its active transition (here: the action itself)."""
-        return np.asarray(action_cols)
 
     def arm_up_probabilities(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-arm up-probabilities when passive and when fully active (for index policies)."""
@@ -260,6 +243,16 @@ class CoRMABEnv(gym.Env):
     def action_masks(self) -> np.ndarray:
         """Action components that are 1 in at least one feasible action (necessary, not sufficient)."""
         return self.problem.feasible_set().action_upper > 0
+
+
+def problem_of(env: Any) -> CoRMABProblem:
+    """The :class:`CoRMABProblem` behind a coRMAB env (wrapped or not) or the problem itself."""
+    if isinstance(env, CoRMABProblem):
+        return env
+    target = getattr(env, "unwrapped", env)
+    if isinstance(target, CoRMABEnv):
+        return target.problem
+    raise EnvError(f"expected a coRMAB env or problem, got {type(env).__name__}")
 
 
 def instance_rngs(instance_seed: int, key: int, n: int) -> list[np.random.Generator]:

@@ -18,8 +18,8 @@ import scipy.sparse as sp
 from cairnrl.core.validation import check_int
 from cairnrl.envs.cormab.base import CoRMABEnv, CoRMABProblem, instance_rngs
 from cairnrl.envs.cormab.chain import ArmChain, generate_chain
+from cairnrl.envs.cormab.feasible import FeasibleSet
 from cairnrl.exceptions import ConfigError
-from cairnrl.mip.feasible import FeasibleSet
 
 _INSTANCE_KEY = 4
 

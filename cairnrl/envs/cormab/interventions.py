@@ -13,8 +13,9 @@ whole triple (``x = 9``) to move up reliably: the reward is complementary, not s
 
 The reference's env accepted ``sum(a) <= B`` while its MILP and sampler used ``sum(a) = B``; the default here is
 ``<= B`` (so the null action is feasible) and ``exact_budget=True`` gives the MILP's set. Its myopic baseline used a
-10-breakpoint piecewise-linear sigmoid loaded from pickles that are not published; :meth:`add_myopic_objective`
-is exact instead: each arm's activation takes finitely many values, one binary per value.
+10-breakpoint piecewise-linear sigmoid loaded from pickles that are not published; cairnrl's
+:class:`~cairnrl.algos.rmab_baselines.MyopicPolicy` is exact instead: each arm's activation takes finitely many
+values (:meth:`InterventionsProblem.activation_levels`), one binary per value.
 """
 
 from __future__ import annotations
@@ -26,17 +27,14 @@ import numpy as np
 from cairnrl.core.validation import check_bool, check_int
 from cairnrl.envs.cormab.base import CoRMABEnv, CoRMABProblem, instance_rngs
 from cairnrl.envs.cormab.chain import ArmChain, generate_chain
+from cairnrl.envs.cormab.feasible import FeasibleSet, budget_set
 from cairnrl.exceptions import ConfigError
-from cairnrl.mip.feasible import FeasibleSet, budget_set
-from cairnrl.mip.model import MILPModel
 
 _INSTANCE_KEY = 1
 SCALE_DOWN = 0.98
 EPSILON = 0.01
 WEIGHT = 3.0
 GROUP = 3
-# The exact myopic MILP enumerates each arm's attainable activations; more than this many is refused.
-_MAX_LEVELS = 4096
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -136,59 +134,23 @@ class InterventionsProblem(CoRMABProblem):
             contains=self.is_feasible, sampler=self.sample_feasible, name="intervention budget",
         )
 
-    def add_myopic_objective(self, model: MILPModel, action_cols: np.ndarray, state: np.ndarray) -> None:
-        """The exact expected next-step reward: for each arm, one binary per attainable activation level ``v``
-        (``sum_v z_v = 1``, ``sum_v v z_v = theta_j + sum_i w_ji a_i``) with objective weight ``p_j(v)``."""
-        up, down = self.chain.neighbour_rewards(state)
-        constant = float(down.sum())
-        for arm in range(self.n_arms):
-            incident = np.flatnonzero(self.weights[arm] > 0)
-            levels = self._levels(arm, incident)
-            probabilities = self.link_for_arm(arm, levels)
-            if incident.size == 0:
-                constant += float(probabilities[0] * (up[arm] - down[arm]))
-                continue
-            z_cols = model.add_columns(levels.size, lower=0.0, upper=1.0, integer=True)
-            model.add_dense_rows(np.ones((1, levels.size)), z_cols, lower=1.0, upper=1.0)
-            coefficients = np.concatenate([levels, -self.weights[arm, incident]])[None, :]
-            model.add_dense_rows(coefficients, np.concatenate([z_cols, np.asarray(action_cols)[incident]]),
-                                 lower=self.theta[arm], upper=self.theta[arm])
-            model.add_objective(z_cols, probabilities * (up[arm] - down[arm]))
-        model.add_objective(np.zeros(0, dtype=np.int64), np.zeros(0), constant)
-        model.maximize = True
-
     def link_for_arm(self, arm: int, activation: np.ndarray) -> np.ndarray:
         """Arm ``arm``'s up-probability at activations ``activation`` (1-D)."""
         zero = self.alpha[arm] * _sigmoid(-self.offset[arm])
         raw = self.alpha[arm] * _sigmoid(self.slope[arm] * activation - self.offset[arm]) - zero
         return SCALE_DOWN * raw + EPSILON
 
-    def _levels(self, arm: int, incident: np.ndarray) -> np.ndarray:
-        """The distinct values of ``theta_j + sum_i w_ji a_i`` over binary ``a`` (incident interventions only)."""
-        levels = np.array([self.theta[arm]])
-        for weight in self.weights[arm, incident]:
-            levels = np.unique(np.round(np.concatenate([levels, levels + weight]), 12))
-            if levels.size > _MAX_LEVELS:
-                raise ConfigError(
-                    f"arm {arm} has more than {_MAX_LEVELS} activation levels; the exact myopic MILP is too large"
-                )
-        return levels
+    def activation_levels(self, arm: int, max_levels: int = 4096) -> np.ndarray:
+        """The distinct values of arm ``arm``'s activation ``theta_j + sum_i w_ji a_i`` over binary ``a``, ascending.
 
-    def arm_activation(self, model: MILPModel, action_cols: np.ndarray) -> np.ndarray:
-        """Continuous ``z_j <= a_i`` for every intervention ``i`` acting on arm ``j``: ``z_j = 1`` only when the
-        arm gets all of its interventions (its "active" transition for index policies)."""
-        z_cols = model.add_columns(self.n_arms, lower=0.0, upper=(self.weights > 0).any(axis=1).astype(float))
-        arms, types = np.nonzero(self.weights > 0)
-        n_rows = arms.size
-        model.add_sparse_rows(
-            np.concatenate([np.arange(n_rows), np.arange(n_rows)]),
-            np.concatenate([z_cols[arms], np.asarray(action_cols)[types]]),
-            np.concatenate([np.ones(n_rows), -np.ones(n_rows)]),
-            n_rows,
-            lower=-np.inf,
-            upper=0.0,
-        )
-        return z_cols
+        Raises :class:`ConfigError` beyond ``max_levels`` values (each becomes a binary of the exact myopic MILP).
+        """
+        levels = np.array([self.theta[arm]])
+        for weight in self.weights[arm, self.weights[arm] > 0]:
+            levels = np.unique(np.round(np.concatenate([levels, levels + weight]), 12))
+            if levels.size > max_levels:
+                raise ConfigError(f"arm {arm} has more than {max_levels} activation levels")
+        return levels
 
     def arm_up_probabilities(self) -> tuple[np.ndarray, np.ndarray]:
         """Passive: no intervention; active: every intervention acting on the arm."""

@@ -21,8 +21,8 @@ from scipy.sparse.csgraph import maximum_flow
 from cairnrl.core.validation import check_bool, check_int
 from cairnrl.envs.cormab.base import CoRMABEnv, CoRMABProblem, instance_rngs
 from cairnrl.envs.cormab.chain import ArmChain, generate_chain
+from cairnrl.envs.cormab.feasible import FeasibleSet
 from cairnrl.exceptions import ConfigError
-from cairnrl.mip.feasible import FeasibleSet
 
 _INSTANCE_KEY = 3
 ARM_SLOTS = 2

@@ -3,7 +3,8 @@
 Arms are stations of a transit graph. A worker leaves the depot, walks at most ``L = 2B`` steps along edges and
 returns; it may pull at most ``B`` of the stations it visits. So ``a`` is feasible iff ``sum(a) <= B`` and some
 closed walk from the depot of length ``<= L`` visits every pulled station, i.e. the shortest tour through the
-pulled stations in the hop metric has length ``<= L`` (checked exactly by Held-Karp dynamic programming).
+pulled stations in the hop metric has length ``<= L``. The env checks this exactly without a solver: Held-Karp
+dynamic programming up to 12 stations, a pruned depth-first search over visiting orders beyond.
 
 MILP (time-unrolled flow, as in the reference): binaries ``u_t(j, k)`` for each step ``t < L`` and each arc
 ``(j, k)`` or stay at the depot, exactly one per step, flow conservation between steps,
@@ -23,14 +24,12 @@ import scipy.sparse as sp
 from cairnrl.core.validation import check_int
 from cairnrl.envs.cormab.base import CoRMABEnv, CoRMABProblem, instance_rngs
 from cairnrl.envs.cormab.chain import ArmChain, generate_chain
+from cairnrl.envs.cormab.feasible import FeasibleSet, budget_set
 from cairnrl.envs.cormab.graphs import TransitGraph, load_graph_json, transit_graph
 from cairnrl.exceptions import ConfigError
-from cairnrl.mip.feasible import FeasibleSet, budget_set
-from cairnrl.mip.model import MILPModel
-from cairnrl.mip.solvers import SolveOptions, get_solver
 
 _INSTANCE_KEY = 2
-# Up to this many pulled stations the exact tour check is Held-Karp; beyond it a MILP feasibility solve.
+# Up to this many pulled stations the exact tour check is Held-Karp; beyond it a pruned search over orders.
 _MAX_DP_STATIONS = 12
 
 
@@ -129,7 +128,7 @@ class PathProblem(CoRMABProblem):
             return True
         if np.setdiff1d(stations, [self.source]).size <= _MAX_DP_STATIONS:
             return self.tour_length(stations) <= self.max_path_length
-        return self._walk_exists_milp(stations)
+        return self._tour_within(stations, self.max_path_length)
 
     def _greedy_tour(self, stations: np.ndarray) -> int:
         """A nearest-neighbour tour length: an upper bound that settles most feasible actions without the DP."""
@@ -141,15 +140,41 @@ class PathProblem(CoRMABProblem):
             position = remaining.pop(step)
         return length + int(self.distance[position, self.source])
 
-    def _walk_exists_milp(self, stations: np.ndarray) -> bool:
-        """Feasibility of the flow rows with the action fixed (for more stations than the DP handles)."""
-        action = np.zeros(self.n_arms)
-        action[stations] = 1.0
-        model = MILPModel()
-        cols = model.add_columns(self.n_arms, lower=action, upper=action, integer=True)
-        self.feasible_set(False).add_to(model, cols)
-        result = get_solver("highs").solve(model.compile(), SolveOptions(time_limit=None))
-        return result.status == "optimal"
+    def _tour_within(self, stations: np.ndarray, limit: int) -> bool:
+        """Whether some closed walk from the depot of length ``<= limit`` visits every station (exact, any count).
+
+        Depth-first over visiting orders, nearest station first. A partial tour ending at ``j`` is dropped when
+        ``length + max_r (d(j, r) + d(r, depot)) > limit`` over the stations ``r`` still to visit (the triangle
+        inequality makes this a lower bound on every completion), or when the same set of visited stations was
+        already reached at ``j`` by a walk no longer than this one.
+        """
+        nodes = np.setdiff1d(np.asarray(stations, dtype=np.int64), [self.source])
+        order = np.concatenate([[self.source], nodes])
+        distance = self.distance[np.ix_(order, order)].tolist()  # index 0 is the depot
+        k = nodes.size
+        full = (1 << k) - 1
+        shortest: dict[tuple[int, int], int] = {}
+        stack = [(0, 0, 0)]  # (visited mask over nodes, current index in ``order``, walk length)
+        while stack:
+            mask, current, length = stack.pop()
+            if mask == full:
+                if length + distance[current][0] <= limit:
+                    return True
+                continue
+            remaining = [i + 1 for i in range(k) if not mask >> i & 1]
+            children = []
+            for nxt in remaining:
+                reach = length + distance[current][nxt]
+                bound = max(distance[nxt][0], *(distance[nxt][r] + distance[r][0] for r in remaining))
+                key = (mask | 1 << (nxt - 1), nxt)
+                if reach + bound > limit or shortest.get(key, limit + 1) <= reach:
+                    continue
+                shortest[key] = reach
+                children.append((reach, key))
+            # Pushed farthest first, so the nearest station is explored first.
+            for reach, (child_mask, nxt) in sorted(children, reverse=True):
+                stack.append((child_mask, nxt, reach))
+        return False
 
     def sample_feasible(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Random closed walks of ``L`` steps from the depot (each step a uniform move among those that can still

@@ -1,12 +1,12 @@
 """Exact evaluation of policies on a :class:`~cairnrl.envs.TabularMDP`, sticky actions included.
 
-A benchmark that asks "when did the policy first become optimal?" (Laidlaw et al., ICLR 2024, spec
-``sqirl_snapshot.md`` A6) cannot afford noisy rollouts on stochastic tasks: a handful of episodes of an
+A benchmark that asks "when did the policy first become optimal?" (Laidlaw et al., ICLR 2024, the sample
+complexity of SQIRL and PPO on BRIDGE) cannot afford noisy rollouts on stochastic tasks: a handful of episodes of an
 optimal policy can fall below the optimum by chance, and a suboptimal one can reach it.  For tabular tasks the
 expected return is computed exactly instead, by pushing the state distribution forward through the MDP for T
 steps.  Sticky actions are handled on the MDP over (state, previously executed action) pairs
-(:meth:`TabularMDP.sticky_augmented`, spec A5, A8), while the agent acts on the observed state alone, as it does
-in the env.
+(:meth:`TabularMDP.sticky_augmented`), while the agent acts on the observed state alone, as it does in the env.
+The optimal and random values come from the same backward induction as :mod:`cairnrl.analysis.effective_horizon`.
 
 A policy is a ``[T, S]`` table of actions, one row per time step; stationary policies (SB3's) repeat one row,
 SQIRL's time-indexed policy fills each row with its own frozen network (``predict(states, state=t)``).
@@ -20,6 +20,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from cairnrl.analysis.effective_horizon import TabularValues
 from cairnrl.core.validation import check_int
 from cairnrl.envs.tabular import TabularMDP
 from cairnrl.exceptions import ConfigError, EnvError
@@ -63,6 +64,15 @@ class ExactEvaluator:
         observed = np.arange(analysed.n_states) // stride if sticky else np.arange(analysed.n_states)
         self._arrays = _Arrays(next_states, probabilities, rewards, analysed.initial_distribution,
                                analysed.terminal_states, observed)
+        self._analysed = analysed
+        self._values: TabularValues | None = None
+
+    @property
+    def values(self) -> TabularValues:
+        """Time-indexed Q of the optimal, uniform random and worst policies on the analysed MDP (computed once)."""
+        if self._values is None:
+            self._values = TabularValues(self._analysed, self.horizon)
+        return self._values
 
     def check_policy(self, actions: np.ndarray) -> np.ndarray:
         """``actions`` as an int ``[T, S]`` table (a ``[S]`` stationary policy is repeated over time)."""
@@ -98,14 +108,7 @@ class ExactEvaluator:
 
     def optimal_values(self) -> np.ndarray:
         """``Q*[t, n, a]`` of the analysed MDP by backward induction (the agent seeing the full state)."""
-        arrays = self._arrays
-        q = np.zeros((self.horizon, *arrays.next.shape[:2]))
-        value = np.zeros(arrays.next.shape[0])
-        for t in range(self.horizon - 1, -1, -1):
-            continuation = np.where(arrays.terminal, 0.0, value)[arrays.next]
-            q[t] = np.sum(arrays.prob * (arrays.rewards + continuation), axis=-1)
-            value = q[t].max(axis=-1)
-        return q
+        return self.values.q_opt
 
     def optimal_return(self) -> float:
         """Optimal expected return when the full (augmented) state is seen."""
@@ -133,12 +136,7 @@ class ExactEvaluator:
 
     def random_return(self) -> float:
         """Expected return of the uniform random policy."""
-        arrays = self._arrays
-        value = np.zeros(arrays.next.shape[0])
-        for _ in range(self.horizon):
-            continuation = np.where(arrays.terminal, 0.0, value)[arrays.next]
-            value = np.sum(arrays.prob * (arrays.rewards + continuation), axis=-1).mean(axis=-1)
-        return float(arrays.initial @ value)
+        return self.values.initial_value(self.values.v_rand)
 
 
 def policy_table(model: Any, n_states: int, horizon: int, time_indexed: bool) -> np.ndarray:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cairnrl.bench.tabular_eval import ExactEvaluator, policy_table
+from cairnrl.analysis.tabular_eval import ExactEvaluator, policy_table
 from cairnrl.envs import make
 from cairnrl.exceptions import ConfigError, EnvError
 
