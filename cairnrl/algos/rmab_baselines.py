@@ -1,4 +1,5 @@
-"""Non-learning baselines for the coRMAB problems (SEQUOIA spec B.6) and a shared-start-state evaluator.
+"""Non-learning baselines for the coRMAB problems and a shared-start-state evaluator (the baselines of SEQUOIA, Xu,
+Wilder, Khalil and Tambe, ICLR 2025, as the released ``algos/baselines.py`` runs them).
 
 Every policy takes the env (or its problem) at construction and has SB3's ``predict`` verb, so
 ``cairnrl.evaluate`` and the benchmark can run it like a trained model:
@@ -353,11 +354,12 @@ def whittle_indices(
     gamma: float = 0.99,
     iterations: int = 60,
 ) -> np.ndarray:
-    """Whittle indices ``W[j, s]`` of the birth-death arms of spec B.1.1 under discount ``gamma``.
+    """Whittle indices ``W[j, s]`` of the birth-death arms (:mod:`cairnrl.envs.cormab.chain`) under discount ``gamma``.
 
     ``W[j, s]`` is the passive subsidy at which acting and not acting in state ``s`` are equally good; it is
     found by bisection, each step solving the subsidised 4-state MDP exactly by policy iteration (batched over
-    every arm and state). Rewards are the expected next-step rewards of spec B.1.1.
+    every arm and state). Rewards are the expected next-step rewards of the arm chain (the paper's variance-reduced
+    reward signal).
     """
     gamma = check_float("gamma", gamma, low=0.0, high=1.0, high_inclusive=False)
     n_arms, n_states = state_rewards.shape
@@ -429,7 +431,8 @@ class WhittleIndexPolicy(_MILPPolicy):
 
 
 def shared_start_states(n_arms: int, n_episodes: int = 50, seed: int = 0, prob: float = 0.2) -> np.ndarray:
-    """Evaluation start states shared by every method: each arm in state 1 with probability ``prob`` (spec B.7)."""
+    """Evaluation start states shared by every method: each arm in state 1 with probability ``prob`` (the released
+    evaluation, ``evaluate_MIP.py``, uses 50 episodes and 0.2)."""
     check_int("n_arms", n_arms, minimum=1)
     check_int("n_episodes", n_episodes, minimum=1)
     check_float("prob", prob, low=0.0, high=1.0)
@@ -445,8 +448,9 @@ def evaluate_rmab_policy(
 ) -> np.ndarray:
     """Expected next-step reward of every step of one episode per start state; shape ``(episodes, horizon)``.
 
-    The paper's metric is the mean of this array (spec B.7, B.12.8). Transitions are sampled with per-episode
-    seeds from ``seed``, so every method sees the same random numbers for the same start state.
+    The paper's metric is the mean of this array: the expected (not sampled) reward per step, undiscounted, as the
+    released ``evaluate_MIP.py`` reports it. Transitions are sampled with per-episode seeds from ``seed``, so every
+    method sees the same random numbers for the same start state.
 
     :param policy: anything with ``predict`` (baselines, cairnrl/SB3 models) or a callable ``state -> action``.
     """

@@ -1,12 +1,14 @@
-"""The effective horizon of a tabular MDP, computed exactly (spec ``sqirl_snapshot.md`` A8).
+"""The effective horizon of a tabular MDP, computed exactly.
 
 Laidlaw, Zhu, Russell, Dragan, *The Effective Horizon Explains Deep RL Performance in Stochastic Environments*
 (ICLR 2024), and Laidlaw, Russell, Dragan, *Bridging RL Theory and Practice with the Effective Horizon*
-(NeurIPS 2023).  With Q¹ = Q^{π_rand} and Q^{i+1} = QVI(Q^i) (A1), the MDP is k-QVI-solvable when every policy
+(NeurIPS 2023).  With Q¹ = Q^{π_rand} and Q^{i+1} = QVI(Q^i), where one step of Q-value iteration is
+(QVI Q)_t(s, a) = R(s, a) + E_{s'}[max_{a'} Q_{t+1}(s', a')], the MDP is k-QVI-solvable when every policy
 greedy on Q^k, with any tie-break, is optimal at every state it can reach; ``min_k`` is the smallest such k.
 The effective planning window (EPW) is the same with Q¹ = R (immediate rewards), and for deterministic MDPs
 the "simple" effective-horizon bound (Theorem 5.4 of the NeurIPS 2023 paper) is min over k of
-k + log_A m_k, capped at T.
+k + log_A m_k, capped at T.  The computation follows the authors' released analysis code (``EffectiveHorizon.jl``
+in ``github.com/cassidylaidlaw/effective-horizon``, called "the reference" below).
 
 Everything is vectorised over states and actions; the only Python loops run over time steps and over k.  The
 MDP is handled through its padded successor lists (:attr:`TabularMDP.successors`), so cost and memory are
@@ -35,7 +37,7 @@ TIE_TOLERANCE = 1e-9
 
 @dataclass(frozen=True)
 class BoundStep:
-    """One k for which GORP's condition holds in the simple bound (spec A8 step 6).
+    """One k for which GORP's condition holds in the simple bound (Theorem 5.4 of the NeurIPS 2023 paper).
 
     ``m`` is the largest per-state sample count m(t, s) = ceil(16 · var / Δ² · ln(2·T·A^k)) on the walk, and
     ``gap``/``variance`` are Δ and the variance proxy at that state; ``horizon_k`` = k + log_A m.
@@ -50,7 +52,7 @@ class BoundStep:
 
 @dataclass(frozen=True)
 class EffectiveHorizonResult:
-    """Exact effective-horizon quantities of a tabular MDP (spec A8).
+    """Exact effective-horizon quantities of a tabular MDP (defined in the module docstring).
 
     Attributes:
         horizon: T used.
@@ -117,7 +119,7 @@ class TabularValues:
         return hit & ~self.terminal
 
     def _reachability(self) -> np.ndarray:
-        """Spec A8 step 1: reachable[t, s] for t = 0..T-1 under any actions."""
+        """Forward reachability: reachable[t, s] for t = 0..T-1 under any actions."""
         reachable = np.zeros((self.horizon, self.n_states), dtype=bool)
         reachable[0] = (self.initial > 0) & ~self.terminal
         every_action = np.ones(self.n_actions, dtype=bool)
@@ -126,7 +128,7 @@ class TabularValues:
         return reachable
 
     def _value_iteration(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Spec A8 step 2: time-indexed Q of the uniform random, optimal and worst policies, backwards from T."""
+        """Backward induction: time-indexed Q of the uniform random, optimal and worst policies, backwards from T."""
         shape = (self.horizon, self.n_states, self.n_actions)
         q_rand, q_opt, q_worst = np.empty(shape), np.empty(shape), np.empty(shape)
         v_rand = v_opt = v_worst = np.zeros(self.n_states)
@@ -140,7 +142,7 @@ class TabularValues:
         return q_rand, q_opt, q_worst
 
     def backup(self, q: np.ndarray) -> np.ndarray:
-        """One synchronous QVI step for t < T-1 from the *old* Q_{t+1} (spec A8 step 3.3); Q_{T-1} is kept."""
+        """One synchronous QVI step for t < T-1: each t reads the *old* Q_{t+1}, not the new one; Q_{T-1} is kept."""
         new = q.copy()
         for t in range(self.horizon - 1):
             new[t] = self.rewards + self.expected_next(q[t + 1].max(axis=-1))
@@ -153,7 +155,8 @@ class TabularValues:
         """Smallest margin of optimal over suboptimal actions in ``q`` on the states greedy policies can reach.
 
         Walks forward from the initial states through every action tied (within :data:`TIE_TOLERANCE`) for the
-        argmax of ``q`` (spec A8 step 3.1).  A gap <= the tolerance means some greedy tie-break is suboptimal.
+        argmax of ``q``, the reference's k-QVI-solvability check (``calculate_minimum_k``).  A gap <= the tolerance
+        means some greedy tie-break is suboptimal.
         """
         gap = math.inf
         visit = self.reachable[0]
@@ -171,7 +174,8 @@ class TabularValues:
         return gap
 
     def worst_greedy_return(self, q: np.ndarray) -> float:
-        """J: expected return of the greedy policy on ``q`` taking the worst tied action (spec A8 step 5)."""
+        """J: expected return of the greedy policy on ``q`` taking the worst tied action (the reference's
+        ``greedy_returns``)."""
         values = np.zeros(self.n_states)
         for t in reversed(range(self.horizon)):
             q_policy = self.rewards + self.expected_next(values)
@@ -189,7 +193,7 @@ class TabularValues:
         return self.horizon
 
     def simple_bound(self) -> tuple[float, tuple[BoundStep, ...]]:
-        """Spec A8 step 6 for deterministic MDPs (NeurIPS 2023 paper, Theorem 5.4; reference
+        """The simple effective-horizon bound of deterministic MDPs (NeurIPS 2023 paper, Theorem 5.4; the reference's
         ``compute_simple_effective_horizon``): H = min(T, min_k k + log_A max_{t,s} m(t, s))."""
         # Variance proxy at the leaves; backups carry the largest next-state value forward.
         variance = (self.q_rand - self.q_worst) * (self.q_opt - self.q_worst)
@@ -249,7 +253,7 @@ def effective_horizon(
     sticky_p: float | None = None,
     max_k: int = 5,
 ) -> EffectiveHorizonResult:
-    """Compute min_k, the EPW, J_1..J_max_k, the optimal/random/worst returns and the simple bound (spec A8).
+    """Compute min_k, the EPW, J_1..J_max_k, the optimal/random/worst returns and the simple bound (module docstring).
 
     Args:
         mdp: a :class:`TabularMDP`, or a Gymnasium env whose ``unwrapped`` is one (e.g. from

@@ -1,4 +1,5 @@
-"""The coRMAB problem interface and the Gymnasium environment shell shared by the four problems (spec B.1, B.2).
+"""The coRMAB problem interface and the Gymnasium environment shell shared by the four problems of SEQUOIA (Xu,
+Wilder, Khalil and Tambe, ICLR 2025).
 
 A *problem* holds one instance's data (arm chain, constraint data) and answers the questions solvers and
 baselines ask: up-probabilities and expected rewards for batches of actions, exact feasibility, random feasible
@@ -25,7 +26,8 @@ REWARD_MODES = ("expected", "sampled")
 
 
 class CoRMABProblem(ABC):
-    """One coRMAB instance: J arms with the chain of spec B.1.1 and a combinatorial feasible set over N actions."""
+    """One coRMAB instance: J arms with the birth-death chain of :mod:`~cairnrl.envs.cormab.chain` and a
+    combinatorial feasible set over N actions."""
 
     name: str
     chain: ArmChain
@@ -62,7 +64,8 @@ class CoRMABProblem(ABC):
         return self.chain.active_up_prob(actions)
 
     def expected_reward(self, actions: np.ndarray, states: np.ndarray) -> np.ndarray:
-        """Expected next-step reward (spec B.1.1) of actions ``(n, N)`` at states ``(J,)`` or ``(n, J)``."""
+        """Expected next-step reward (the paper's variance-reduced reward signal) of actions ``(n, N)`` at states
+        ``(J,)`` or ``(n, J)``."""
         actions = np.atleast_2d(np.asarray(actions))
         return self.chain.expected_reward(np.asarray(states), self.up_probabilities(actions))
 
@@ -137,13 +140,14 @@ class FeasibleActionSpace(gym.spaces.MultiBinary):
 
 
 class CoRMABEnv(gym.Env):
-    """A coRMAB problem as a Gymnasium env (spec B.1).
+    """A coRMAB problem (Xu et al., ICLR 2025) as a Gymnasium env.
 
     Observation: the arm states, ``MultiDiscrete([4] * J)``. Action: a binary vector in the problem's feasible
     set (``step`` raises :class:`InfeasibleActionError` otherwise). Reward: the expected next-step reward of
-    spec B.1.1 (``reward_mode="expected"``, the paper's signal for learning and evaluation) or the realised reward
-    of the sampled next state (``"sampled"``); ``info`` always has both. Episodes last ``horizon`` steps and end
-    with ``truncated=True``: the chain itself never terminates, so algorithms should keep bootstrapping.
+    the arm chain (``reward_mode="expected"``, the paper's variance-reduced signal for learning and evaluation) or
+    the realised reward of the sampled next state (``"sampled"``); ``info`` always has both. Episodes last
+    ``horizon`` steps and end with ``truncated=True``: the chain itself never terminates, so algorithms should keep
+    bootstrapping.
 
     ``reset(options={"state": s})`` starts from a given state (shared evaluation start states); otherwise each
     arm starts in state 1 with probability ``init_prob`` and in state 0 otherwise (the reference uses 0.5 for

@@ -1,4 +1,4 @@
-"""Path constraints (spec B.2(2), the reference's ``RoutingRMAB``).
+"""Path constraints (the path-constrained problem of Xu et al., ICLR 2025; the released ``RoutingRMAB``).
 
 Arms are stations of a transit graph. A worker leaves the depot, walks at most ``L = 2B`` steps along edges and
 returns; it may pull at most ``B`` of the stations it visits. So ``a`` is feasible iff ``sum(a) <= B`` and some
