@@ -1,9 +1,10 @@
 """cairnrl's IQL, TD3+BC and BC next to d3rlpy's on locally made D4RL-style MuJoCo datasets.
 
 * **Datasets**: D4RL-style v5 datasets rebuilt locally with :func:`cairnrl.data.make_dataset` (no download), one per
-  recipe, shared by every algorithm and seed. Teachers are SAC runs with the budgets in ``SCALES`` (far below
-  D4RL's 1M steps at the default scale, so "medium" and "expert" here are weaker than D4RL's; each dataset's own
-  normalised score is in the table). Datasets and teachers are cached in ``OUT/cache`` and reused.
+  recipe, shared by every algorithm and seed. The default and paper scales use the SAC teachers committed in
+  ``data/teachers`` (trained far below D4RL's 1M steps, so "medium" and "expert" are weaker than D4RL's; each
+  dataset's own normalised score is in the table); ``--quick`` trains a tiny teacher so it needs none. Datasets
+  (and quick teachers) are cached in ``OUT/cache`` and reused.
 * **Algorithms**: cairnrl ``IQL``, ``TD3BC``, ``BC`` with their paper defaults; d3rlpy 2.8.1's ``IQL``,
   ``TD3PlusBC`` and ``BC`` with d3rlpy's defaults and batch 256 (d3rlpy's BC: learning rate 3e-4 as ours), in an
   isolated virtual env (:mod:`cairnrl.bench.d3rlpy_peer`). CPU, one thread, the same gradient budget per run.
@@ -15,8 +16,8 @@
 
 Scales (``CAIRNRL_OFFLINE_SCALE`` selects the full mode's scale): ``--quick`` is a smoke test of the pipeline
 (hopper random and medium, 2 seeds, 1k updates); ``default`` runs hopper, halfcheetah and walker2d x medium,
-medium-replay and medium-expert, 3 seeds, 3k updates, 30k-step teachers, sized to finish within an hour on two
-cores; ``paper`` is D4RL scale (1M-step teachers, 1M-step datasets, 5 seeds, 1M updates; days of CPU).
+medium-replay and medium-expert, 3 seeds, 3k updates, the committed teachers, sized to finish within an hour on
+two cores; ``paper`` is D4RL scale (1M-step datasets, 5 seeds, 1M updates; days of CPU).
 """
 
 from __future__ import annotations
@@ -50,10 +51,10 @@ SCALES: dict[str, dict[str, Any]] = {
     "quick": {"envs": ["hopper"], "kinds": ["random", "medium"], "teacher_budget": 4_000, "data_steps": 5_000,
               "seeds": [0, 1], "updates": 1_000, "eval_episodes": 5, "eval_points": 4},
     "default": {"envs": ["hopper", "halfcheetah", "walker2d"], "kinds": ["medium", "medium-replay", "medium-expert"],
-                "teacher_budget": 30_000, "data_steps": 50_000, "seeds": [0, 1, 2], "updates": 3_000,
+                "teacher_budget": None, "data_steps": 50_000, "seeds": [0, 1, 2], "updates": 3_000,
                 "eval_episodes": 10, "eval_points": 6},
     "paper": {"envs": ["hopper", "halfcheetah", "walker2d"],
-              "kinds": ["random", "medium", "medium-replay", "medium-expert", "expert"], "teacher_budget": 1_000_000,
+              "kinds": ["random", "medium", "medium-replay", "medium-expert", "expert"], "teacher_budget": None,
               "data_steps": 1_000_000, "seeds": [0, 1, 2, 3, 4], "updates": 1_000_000, "eval_episodes": 10,
               "eval_points": 20},
 }
@@ -77,9 +78,12 @@ def runs(quick: bool) -> list[RunSpec]:
     for env in scale["envs"]:
         for kind in scale["kinds"]:
             name = f"{env}-{kind}"
-            recipe = {"name": name, "seed": DATA_SEED, "n_steps": scale["data_steps"]}
+            recipe: dict[str, Any] = {"name": name, "seed": DATA_SEED, "n_steps": scale["data_steps"]}
             if kind != "random":
-                recipe["teacher_budget"] = scale["teacher_budget"]
+                if scale["teacher_budget"] is None:
+                    recipe["teacher"] = committed_teacher_digest(env)
+                else:
+                    recipe["teacher_budget"] = scale["teacher_budget"]
             for algorithm in ALGORITHMS:
                 for implementation in IMPLEMENTATIONS:
                     for seed in scale["seeds"]:
@@ -94,10 +98,26 @@ def runs(quick: bool) -> list[RunSpec]:
 
 
 # ================================================================ datasets
+def committed_teacher_digest(env: str) -> str:
+    """SHA-256 of the committed teacher's ``teacher.json`` for recipe env ``env`` (it lists every weight file's
+    checksum), so cached datasets are remade when the teacher changes; a clear error when none is committed."""
+    from cairnrl.data.recipes import committed_teacher
+    from cairnrl.data.teacher import TEACHER_FILE
+
+    folder = committed_teacher(env)
+    if folder is None:
+        raise ConfigError(f"no committed teacher for {env!r} (data/teachers/{env}); train and publish one with "
+                          "'cairnrl data teacher train' and 'cairnrl data teacher publish', or run --quick")
+    return hashlib.sha256((folder / TEACHER_FILE).read_bytes()).hexdigest()
+
+
 def obtain_dataset(recipe: dict[str, Any], cache: Path):
-    """The dataset ``recipe`` declares, made once and cached as ``cache/datasets/<name>-<hash>.npz``; teachers are
-    cached per (env, budget, seed) in ``cache/teachers``, so the recipes of one env share theirs."""
+    """The dataset ``recipe`` declares, made once and cached as ``cache/datasets/<name>-<hash>.npz``. Recipes with a
+    ``teacher`` digest use the committed teacher (:func:`cairnrl.data.recipes.committed_teacher`); the others train
+    one of ``teacher_budget`` steps, cached per (env, budget, seed) in ``cache/teachers`` and shared by the recipes
+    of one env."""
     from cairnrl.data import load, make_dataset, parse_recipe
+    from cairnrl.data.recipes import committed_teacher
 
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
     path = cache / "datasets" / f"{recipe['name']}-{digest}.npz"
@@ -105,10 +125,17 @@ def obtain_dataset(recipe: dict[str, Any], cache: Path):
         if path.is_file():
             return load(path)
         parsed = parse_recipe(recipe["name"])
-        budget = recipe.get("teacher_budget", 2)  # a random recipe trains no teacher; 2 is the smallest valid value
-        teacher_dir = cache / "teachers" / f"{parsed.env}-{budget}-{recipe['seed']}" if parsed.needs_teacher else None
-        dataset = make_dataset(recipe["name"], budget=budget, n_steps=recipe["n_steps"], seed=recipe["seed"],
-                               teacher_dir=teacher_dir)
+        if "teacher" in recipe:
+            if committed_teacher_digest(parsed.env) != recipe["teacher"]:
+                raise ConfigError(f"the committed {parsed.env} teacher changed since the runs were declared")
+            dataset = make_dataset(recipe["name"], n_steps=recipe["n_steps"], seed=recipe["seed"],
+                                   teacher=committed_teacher(parsed.env))
+        else:
+            budget = recipe.get("teacher_budget", 2)  # a random recipe trains no teacher; 2 is the smallest valid
+            teacher_dir = (cache / "teachers" / f"{parsed.env}-{budget}-{recipe['seed']}" if parsed.needs_teacher
+                           else None)
+            dataset = make_dataset(recipe["name"], budget=budget, n_steps=recipe["n_steps"], seed=recipe["seed"],
+                                   teacher_dir=teacher_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
         dataset.save(path, overwrite=True)
         return dataset
@@ -246,8 +273,10 @@ def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summar
     data = {task: next(r for r in results if r.spec.task == task).result["dataset"] for task in tasks}
     lines = [
         f"Scale **{scale_key}**: {len(scale['seeds'])} seeds, {scale['updates']:,} gradient updates per run, "
-        f"{scale['eval_episodes']} deterministic evaluation episodes at shared reset seeds, SAC teachers of "
-        f"{scale['teacher_budget']:,} steps (D4RL: 1M), datasets of {scale['data_steps']:,} steps; scores are "
+        f"{scale['eval_episodes']} deterministic evaluation episodes at shared reset seeds, "
+        + (f"SAC teachers of {scale['teacher_budget']:,} steps (D4RL: 1M)" if scale["teacher_budget"] else
+           "the committed SAC teachers (data/teachers, scores in the README)")
+        + f", datasets of {scale['data_steps']:,} steps; scores are "
         "D4RL-normalised (0 = random, 100 = expert)." + (" A smoke test: its scores say nothing about the algorithms."
                                                         if quick else ""),
         "",
