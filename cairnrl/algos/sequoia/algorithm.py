@@ -95,13 +95,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cairnrl.algos.rmab_baselines import problem_of
+from cairnrl.algos.sequoia.networks import argmax_network, q_network
 from cairnrl.algos.sequoia.replay import REPLAY_MODES, ReplayMemory
-from cairnrl.algos.sequoia.targets import TARGET_MODES, TargetMaximizer, TargetStatistics
+from cairnrl.algos.sequoia.targets import TARGET_MODES, TargetMaximizer, TargetStatistics, td_targets
 from cairnrl.algos.sequoia.warm_start import fit_myopic, warm_start_dataset
 from cairnrl.core import checkpoint as ckpt
 from cairnrl.core.base import BaseAlgorithm, GymEnv, check_policy
 from cairnrl.core.evaluation import EvaluationResult, evaluate, final_evaluation_seed
-from cairnrl.core.networks import mlp
 from cairnrl.core.seeding import generator_state, restore_generator, spawn_seeds
 from cairnrl.core.validation import check_bool, check_choice, check_float, check_int, check_int_tuple
 from cairnrl.envs.cormab.base import CoRMABProblem
@@ -130,13 +130,18 @@ class SEQUOIA(BaseAlgorithm):
 
     :param policy: ``"MlpPolicy"`` (the Q-network is a ReLU MLP on ``[a, s]``, the form the MILP encodes).
     :param env: a coRMAB env (``cairnrl/CoRMAB-*-v0`` or any :class:`~cairnrl.envs.cormab.CoRMABEnv`).
-    :param net_arch: hidden layer sizes (reference: 16, 32; every unit can add a binary to the MILP).
+    :param net_arch: hidden layer sizes (reference: 16, 32; every unit can add a binary to the MILP); with
+        ``dueling`` those of both the advantage and the value MLP.
+    :param dueling: ``Q(s, a) = V(s) + A(s, a) - A(s, 0)`` (:mod:`.networks`; Wang et al., 2016), the MILP encoding
+        only the advantage MLP; ``False`` is the paper's single MLP on ``[a, s]``.
     :param learning_rate: AdamW step size (amsgrad, as the reference).
     :param adam_eps: AdamW epsilon.
     :param lr_decay: learning-rate factor applied after every episode (1.0 = constant; reference 0.9).
     :param batch_size: transitions per gradient step.
     :param buffer_size: replay capacity.
     :param gamma: discount.
+    :param double_q: double-Q targets (van Hasselt, Guez and Silver, AAAI 2016): ``a*`` maximises the online network
+        (fast maximiser, no memo) and the target network values it; needs ``target_maximizer="fast"``.
     :param reward_centering: step size of the running average-reward estimate subtracted from every reward in the
         TD targets (reward centring, module docstring); 0 turns it off, the paper's targets.
     :param gradient_steps: gradient steps per env step.
@@ -198,12 +203,14 @@ class SEQUOIA(BaseAlgorithm):
         env: GymEnv | None = None,
         *,
         net_arch: tuple[int, ...] = (16, 32),
+        dueling: bool = True,
         learning_rate: float = 2.5e-4,
         adam_eps: float = 1.5e-4,
         lr_decay: float = 1.0,
         batch_size: int = 32,
         buffer_size: int = 10_000,
         gamma: float = 0.99,
+        double_q: bool = False,
         reward_centering: float = 0.0,
         gradient_steps: int = 1,
         learning_starts: int = 0,
@@ -245,12 +252,14 @@ class SEQUOIA(BaseAlgorithm):
     ) -> None:
         self.policy = check_policy(policy, ("MlpPolicy",))
         self.net_arch = check_int_tuple("net_arch", net_arch)
+        self.dueling = check_bool("dueling", dueling)
         self.learning_rate = check_float("learning_rate", learning_rate, low=0.0, low_inclusive=False)
         self.adam_eps = check_float("adam_eps", adam_eps, low=0.0, low_inclusive=False)
         self.lr_decay = check_float("lr_decay", lr_decay, low=0.0, high=1.0, low_inclusive=False)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.buffer_size = check_int("buffer_size", buffer_size, minimum=1)
         self.gamma = check_float("gamma", gamma, low=0.0, high=1.0)
+        self.double_q = check_bool("double_q", double_q)
         self.reward_centering = check_float("reward_centering", reward_centering, low=0.0, high=1.0)
         self.gradient_steps = check_int("gradient_steps", gradient_steps, minimum=0)
         self.learning_starts = check_int("learning_starts", learning_starts, minimum=0)
@@ -277,6 +286,9 @@ class SEQUOIA(BaseAlgorithm):
                                                       low=0.0, high=1.0)
         self.warm_start_anchor = check_float("warm_start_anchor", warm_start_anchor, low=0.0)
         self.target_maximizer = check_choice("target_maximizer", target_maximizer, TARGET_MODES)
+        if self.double_q and self.target_maximizer != "fast":
+            raise ConfigError(f"double_q=True selects target actions with the fast maximiser; it needs "
+                              f"target_maximizer='fast', got {self.target_maximizer!r}")
         self.target_check_interval = check_int("target_check_interval", target_check_interval, minimum=0)
         self._fast_options = fast_options(fast_target_kwargs, name="fast_target_kwargs")
         self.fast_target_kwargs = None if fast_target_kwargs is None else dict(fast_target_kwargs)
@@ -330,7 +342,7 @@ class SEQUOIA(BaseAlgorithm):
         return int(self.action_space.shape[0])
 
     def _setup_model(self) -> None:
-        self.q_net = mlp(self.n_actions + self.n_arms, self.net_arch, 1).to(self.device)
+        self.q_net = q_network(self.n_actions, self.n_arms, self.net_arch, self.dueling).to(self.device)
         self.target_net = copy.deepcopy(self.q_net)
         self.target_net.requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.q_net.parameters(), lr=self.learning_rate, eps=self.adam_eps,
@@ -358,8 +370,9 @@ class SEQUOIA(BaseAlgorithm):
         solver_seed = spawn_seeds(self.seed, 1, key=_SOLVER_SEED_KEY)[0]
         common = {"solver": self.solver, "abs_gap": self.abs_gap, "method": self.solver_method,
                   "enumeration_limit": self.enumeration_limit, "seed": solver_seed}
-        self._acting_solver = ArgmaxSolver(self.q_net, self.problem, time_limit=self.time_limit, **common)
-        exact = ArgmaxSolver(self.target_net, self.problem, relaxed=self.relaxed_targets,
+        self._acting_solver = ArgmaxSolver(argmax_network(self.q_net), self.problem, time_limit=self.time_limit,
+                                           **common)
+        exact = ArgmaxSolver(argmax_network(self.target_net), self.problem, relaxed=self.relaxed_targets,
                              time_limit=self.target_time_limit, **common)
         previous = getattr(self, "_targets", None)
         self._targets = TargetMaximizer(exact.feasible_set, exact, self.target_maximizer, self._fast_options,
@@ -399,7 +412,7 @@ class SEQUOIA(BaseAlgorithm):
         """
         self._require_problem()
         if not self._acting_synced:
-            self._acting_solver.update_network(self.q_net)
+            self._acting_solver.update_network(argmax_network(self.q_net))
             self._acting_synced = True
         result = self._acting_solver.solve(np.asarray(state, dtype=np.float64))
         if not result.cached:
@@ -456,7 +469,7 @@ class SEQUOIA(BaseAlgorithm):
 
     # ------------------------------------------------------------------ training (Algorithm 1, DQN loop)
     def _on_target_changed(self) -> None:
-        self._targets.exact_solver.update_network(self.target_net)
+        self._targets.exact_solver.update_network(argmax_network(self.target_net))
         if self.tau == 1.0:
             self._targets.clear()
 
@@ -472,7 +485,11 @@ class SEQUOIA(BaseAlgorithm):
     def _train_step(self) -> None:
         indices, batch, weights = self.replay_memory.sample(self.batch_size, self._rngs["batch"])
         check = self.target_check_interval > 0 and self._n_updates % self.target_check_interval == 0
-        next_actions = self._targets.argmax(self.target_net, batch["next_obs"], self._rngs["target"], check)
+        if self.double_q:
+            next_actions = self._targets.select(argmax_network(self.q_net), batch["next_obs"], self._rngs["target"])
+        else:
+            next_actions = self._targets.argmax(argmax_network(self.target_net), batch["next_obs"],
+                                                self._rngs["target"], check)
         as_tensor = lambda array: torch.as_tensor(array, dtype=torch.float32, device=self.device)  # noqa: E731
         rewards = as_tensor(batch["reward"])
         if self.reward_centering:
@@ -481,9 +498,8 @@ class SEQUOIA(BaseAlgorithm):
                 self._reward_rate = batch_mean
             self._reward_rate += self.reward_centering * (batch_mean - self._reward_rate)
             rewards = rewards - self._reward_rate
-        with torch.no_grad():
-            next_q = self.target_net(as_tensor(np.concatenate([next_actions, batch["next_obs"]], axis=1)))[:, 0]
-            targets = rewards + self.gamma * (1.0 - as_tensor(batch["done"])) * next_q
+        targets = td_targets(self.target_net, rewards, as_tensor(batch["done"]), as_tensor(next_actions),
+                             as_tensor(batch["next_obs"]), self.gamma)
         inputs = as_tensor(np.concatenate([batch["action"], batch["obs"]], axis=1))
         q_taken = self.q_net(inputs)[:, 0]
         losses = nn.functional.smooth_l1_loss(q_taken, targets, reduction="none")
@@ -607,7 +623,7 @@ class SEQUOIA(BaseAlgorithm):
         problem = self._require_problem()
         states = self.probe_states()
         rng = np.random.default_rng(spawn_seeds(self.seed, 1, key=(_PROBE_KEY, 1))[0])
-        greedy = fast_argmax(self.q_net, states, problem.feasible_set(), rng, **self._fast_options)[0]
+        greedy = fast_argmax(argmax_network(self.q_net), states, problem.feasible_set(), rng, **self._fast_options)[0]
         n_random = 32
         actions = problem.sample_feasible(states.shape[0] * n_random, rng)
         values = q_values(self.q_net, actions, np.repeat(states, n_random, axis=0)).reshape(-1, n_random)
