@@ -6,10 +6,9 @@ existing methods by 24.8 % on average (its abstract, ICLR version):
 * **Problems** (section 3, generated as the released code does), J = 20 arms, B = 5, H = 20: multiple
   interventions (N = 10 types), path constraints, bipartite matching and capacity constraints. Seed ``s`` draws the
   instance (``instance_seed = s``) and seeds the training run, as the reference's ``run.sh`` used one seed for both.
-* **Methods**: SEQUOIA (this library's defaults: dueling Q-network, target network copied every 300 steps, updated
-  priorities, constant learning rate, fast targets checked against the exact solver); SEQUOIA with the released
-  code's settings (the single Q-network, ``tau = 1e-6``, uniform replay, learning rate x0.9 per episode, no anchor),
-  labelled ``sequoia-reference``;
+* **Methods**: SEQUOIA (this library's defaults: target network copied every 300 steps, updated priorities, constant
+  learning rate, fast targets checked against the exact solver, warm-start anchor); SEQUOIA with the released code's
+  settings (``tau = 1e-6``, uniform replay, learning rate x0.9 per episode, no anchor), labelled ``sequoia-reference``;
   and every baseline of the released code (``algos/baselines.py``): null, random feasible, sampling (best of 100 by
   myopic reward), myopic (exact MILP), iterative myopic (greedy), iterative DQN (greedy on SEQUOIA's trained Q-network),
   plus a Whittle-index policy repaired into the feasible set (our addition, not the paper's).
@@ -61,7 +60,6 @@ SEQUOIA_CONFIGS: dict[str, dict[str, Any]] = {
         "replay": "uniform",
         "lr_decay": 0.9,
         "warm_start_anchor": 0.0,
-        "dueling": False,
     },
 }
 #: Env steps between points of SEQUOIA's learning curve (evaluation + greedy diagnostics) at J = 20.

@@ -18,7 +18,7 @@ def test_declared_suite_meets_the_issue():
     assert {spec.algorithm for spec in full} == {"sequoia", "sequoia-reference", "baselines"}
     reference = next(spec for spec in full if spec.algorithm == "sequoia-reference")
     assert reference.config["hyperparameters"] == {"tau": 1e-6, "target_update_interval": 1, "replay": "uniform",
-                                                   "lr_decay": 0.9, "warm_start_anchor": 0.0, "dueling": False}
+                                                   "lr_decay": 0.9, "warm_start_anchor": 0.0}
     baselines = next(spec for spec in full if spec.algorithm == "baselines")
     assert set(baselines.config["methods"]) == {"null", "random", "sampling", "myopic", "iterative_myopic", "whittle"}
 

@@ -18,6 +18,19 @@ ReLU network in a MILP together with A (:class:`~cairnrl.mip.ArgmaxSolver`; sect
 
 Departures from the released code, each deliberate (the reference behaviour stays reachable by parameters):
 
+* **Dueling Q-network** (:mod:`.networks`; Wang, Schaul, Hessel, van Hasselt, Lanctot and de Freitas, ICML 2016):
+  ``Q(s, a) = V(s) + A(s, a) - A(s, 0)`` with ``V`` an MLP on the state, ``A`` an MLP on ``[a, s]`` and the null
+  action as reference. The level that bootstrapping builds up (towards ``r / (1 - gamma)``, about 1,500 here) goes
+  into ``V``; ``A`` carries the differences between actions, and since ``V(s) - A(s, 0)`` is constant in ``a`` the
+  MILP, enumeration and fast maximisers run on ``A`` alone and stay exact. Targets are
+  ``r + gamma (V_target(s') + A_target(s', a*) - A_target(s', 0))``; the warm start fits the whole ``Q``. Measured
+  by ``benchmarks/sequoia_collapse.py`` on instance 0 at J = 20 (1,000 env steps, 20 evaluation episodes, seed 0;
+  the paper's single network in brackets): matching 16.19 per step (14.55), capacity 18.60 (16.36); the
+  Whittle-index policy scores 17.45 and 18.82. It delays the collapse described under *Diagnostics* but does not
+  prevent it: the probe states' distinct greedy actions go 5 -> 4 by 1,000 steps and 1 by 2,000 on matching (where
+  the Whittle policy takes 14 distinct actions over the same states), while on capacity the Whittle policy itself
+  takes a single action over all 200 probe states and the dueling network ends at one too (18.60 per step at
+  2,000 steps). SMALL_RESULTS Reference: ``dueling=False``.
 * **The target network moves.** The reference soft-updated it with tau = 1e-6 per step (0.2 % drift in 2,000
   steps), so its targets were the warm-start net at its own argmax: about one Bellman backup on top of myopic.
   Default: a hard copy every ``target_update_interval = 300`` steps, the reference's commented-out option.
@@ -203,7 +216,7 @@ class SEQUOIA(BaseAlgorithm):
         env: GymEnv | None = None,
         *,
         net_arch: tuple[int, ...] = (16, 32),
-        dueling: bool = True,
+        dueling: bool = False,
         learning_rate: float = 2.5e-4,
         adam_eps: float = 1.5e-4,
         lr_decay: float = 1.0,
