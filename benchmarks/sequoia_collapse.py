@@ -8,17 +8,25 @@ trains SEQUOIA variants on the same instances and reports, per variant:
   per step (the paper's metric, over ``EVAL_EPISODES`` shared start states) and the number of distinct greedy
   actions over the fixed probe states (:meth:`~cairnrl.algos.sequoia.SEQUOIA.greedy_diagnostics`) and mean Q, every
   ``CURVE_INTERVAL`` env steps; Whittle-index and myopic policies on the same start states for reference.
-* **J = 6** (``SMALL``: B = 2, 4,096 joint states, solved exactly by :class:`~cairnrl.envs.cormab.exact.ExactMDP`):
-  the exact value of the trained greedy policy as a fraction of the finite-horizon optimum, and its distinct actions
-  over all joint states; Whittle, myopic and the best constant action likewise.
+  The ``long`` part continues the same runs to ``LONG_STEPS``; each J = 20 part also records how many distinct actions
+  the Whittle and myopic policies take over the probe states.
+* **J = 6** (``SMALL``: B = 2, 4,096 joint states, solved exactly by :class:`~cairnrl.envs.cormab.exact.ExactMDP`;
+  instances ``SMALL_SEEDS``, each also the training seed): the exact value of the trained greedy policy as a
+  fraction of the finite-horizon optimum (mean and worst over instances), and its distinct actions over all joint
+  states; the optimum, Whittle, myopic and the best constant action likewise. Part ``small`` uses a 10-epoch warm
+  start, ``small_warm50`` the default 50 epochs (``SMALL_COMMON``).
 
 Variants (``VARIANTS``; keyword arguments of :class:`~cairnrl.algos.sequoia.SEQUOIA`): the paper's plain network
 (``plain``), the dueling decomposition ``Q = V(s) + A(s, a) - A(s, 0)`` (Wang et al., ICML 2016), and the dueling
 network with double-Q targets (van Hasselt, Guez and Silver, AAAI 2016).
 
-    python -m benchmarks.sequoia_collapse --quick           # 500 steps, 10 evaluation episodes (minutes)
-    python -m benchmarks.sequoia_collapse                   # 1,000 steps, 20 evaluation episodes
-    python -m benchmarks.sequoia_collapse --variants plain dueling --parts large
+    python -m benchmarks.sequoia_collapse --quick           # 500 steps, 10 evaluation episodes, 2 small instances
+    python -m benchmarks.sequoia_collapse                   # 1,000 steps, 20 evaluation episodes, 5 small instances
+    python -m benchmarks.sequoia_collapse --parts long --variants plain dueling     # 2,000 steps
+    python -m benchmarks.sequoia_collapse --parts small_warm50 --variants plain dueling
+
+The published ``full`` results were made part by part with the commands above (about 45 minutes in all on one busy
+core): ``large`` and ``small`` for the three variants, ``long`` and ``small_warm50`` for ``plain`` and ``dueling``.
 
 Runs are sequential on one thread; each finished run is merged into
 ``benchmarks/results/sequoia_collapse/{quick,full}/results.json`` at once, so the script can be run in pieces.

@@ -18,19 +18,6 @@ ReLU network in a MILP together with A (:class:`~cairnrl.mip.ArgmaxSolver`; sect
 
 Departures from the released code, each deliberate (the reference behaviour stays reachable by parameters):
 
-* **Dueling Q-network** (:mod:`.networks`; Wang, Schaul, Hessel, van Hasselt, Lanctot and de Freitas, ICML 2016):
-  ``Q(s, a) = V(s) + A(s, a) - A(s, 0)`` with ``V`` an MLP on the state, ``A`` an MLP on ``[a, s]`` and the null
-  action as reference. The level that bootstrapping builds up (towards ``r / (1 - gamma)``, about 1,500 here) goes
-  into ``V``; ``A`` carries the differences between actions, and since ``V(s) - A(s, 0)`` is constant in ``a`` the
-  MILP, enumeration and fast maximisers run on ``A`` alone and stay exact. Targets are
-  ``r + gamma (V_target(s') + A_target(s', a*) - A_target(s', 0))``; the warm start fits the whole ``Q``. Measured
-  by ``benchmarks/sequoia_collapse.py`` on instance 0 at J = 20 (1,000 env steps, 20 evaluation episodes, seed 0;
-  the paper's single network in brackets): matching 16.19 per step (14.55), capacity 18.60 (16.36); the
-  Whittle-index policy scores 17.45 and 18.82. It delays the collapse described under *Diagnostics* but does not
-  prevent it: the probe states' distinct greedy actions go 5 -> 4 by 1,000 steps and 1 by 2,000 on matching (where
-  the Whittle policy takes 14 distinct actions over the same states), while on capacity the Whittle policy itself
-  takes a single action over all 200 probe states and the dueling network ends at one too (18.60 per step at
-  2,000 steps). SMALL_RESULTS Reference: ``dueling=False``.
 * **The target network moves.** The reference soft-updated it with tau = 1e-6 per step (0.2 % drift in 2,000
   steps), so its targets were the warm-start net at its own argmax: about one Bellman backup on top of myopic.
   Default: a hard copy every ``target_update_interval = 300`` steps, the reference's commented-out option.
@@ -84,6 +71,27 @@ Departures from the released code, each deliberate (the reference behaviour stay
   policy still scores higher on both (17.37 and 18.82). It is not the default because it costs where the optimum
   departs from myopic: on the J = 6 capacity instance 0 (500 steps, 10 warm-start epochs) the greedy policy reaches
   0.85 of the finite-horizon optimum with ``warm_start_anchor=1`` against 0.9996 without (myopic: 0.39).
+* **Dueling Q-network** (optional, ``dueling=True``, with :mod:`.networks`; off by default, the paper's single
+  network; Wang, Schaul, Hessel, van Hasselt, Lanctot and de Freitas, "Dueling Network Architectures for Deep
+  Reinforcement Learning", ICML 2016): ``Q(s, a) = V(s) + A(s, a) - A(s, 0)`` with ``V`` an MLP on the state, ``A``
+  an MLP on ``[a, s]`` and the null action as reference. The level that bootstrapping builds up (towards
+  ``r / (1 - gamma)``) goes into ``V`` and ``A`` carries the differences between actions; since ``V(s) - A(s, 0)`` is
+  constant in ``a``, the MILP, enumeration and fast maximisers run on ``A`` alone and stay exact. Targets are
+  ``r + gamma (V_target(s') + A_target(s', a*) - A_target(s', 0))``; the warm start fits the whole ``Q``. Measured by
+  ``benchmarks/sequoia_collapse.py`` on instance 0 at J = 20 (seed 0, 20 evaluation episodes; the single network in
+  brackets): at 1,000 env steps matching 16.19 per step (14.55) and capacity 18.60 (16.36), at 2,000 steps 16.34
+  (14.83) and 18.60 (16.44); the Whittle-index policy scores 17.45 and 18.82. It delays the collapse described under
+  *Diagnostics* but does not prevent it: on matching the probe states' distinct greedy actions go 5 -> 4 -> 1 at
+  0/1,000/2,000 steps (the single network: 4 -> 3 -> 1), where the Whittle policy takes 14 distinct actions over the
+  same states. On capacity the Whittle policy takes one action over all 200 probe states, and the dueling network
+  ends at one too. It is not the default because it costs on the small instances solved exactly (J = 6, B = 2,
+  instances 0-4, 500 env steps, 10 warm-start epochs), where the optimum takes one action in nearly every state: mean
+  fraction of the finite-horizon optimum 0.948 on matching and 0.907 on capacity (worst instance 0.879, 0.805)
+  against 0.973 and 0.944 (0.909, 0.831) with the single network; Whittle 0.9999 and 0.9991. With the default
+  50-epoch warm start: 0.935 and 0.888 against 0.943 and 0.915. Double-Q targets (``double_q=True``; van Hasselt,
+  Guez and Silver, "Deep Reinforcement Learning with Double Q-learning", AAAI 2016) on top of it changed little:
+  15.22 and 18.60 per step at 1,000 steps, 0.948 and 0.909 at J = 6, with the same mean Q, so the maximisation bias
+  over the feasible set is not what lifts the value level.
 * **Horizon.** The observation holds the arm states only, not the step within the episode, so a finite-horizon Q
   (time-to-go as an input, zero bootstrap at H) cannot be represented or acted on through ``predict``; targets keep
   bootstrapping through the truncation as above.
