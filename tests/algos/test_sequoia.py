@@ -14,6 +14,8 @@ from torch import nn
 import cairnrl.mip.argmax as argmax_module
 from cairnrl.algos.rmab_baselines import MyopicPolicy, evaluate_rmab_policy, shared_start_states
 from cairnrl.algos.sequoia import SEQUOIA, ReplayMemory, warm_start_dataset
+from cairnrl.algos.sequoia.networks import DuelingQNetwork, argmax_network
+from cairnrl.algos.sequoia.targets import td_targets
 from cairnrl.envs.cormab import ArmChain, CapacityEnv, CapacityProblem, CoRMABEnv, MatchingEnv, PathEnv
 from cairnrl.exceptions import ConfigError, EnvError
 from cairnrl.mip import SolverFallbackWarning
@@ -311,3 +313,62 @@ def test_warm_start_is_its_own_progress_phase(capsys):
     err = capsys.readouterr().err
     assert "warm start (myopic fit)" in err and "2/2" in err
     assert err.index("warm start (myopic fit)") < err.index("/5 [")
+
+
+def test_dueling_td_target_matches_a_hand_computation():
+    """``y = r + gamma (V(s') + A(s', a*) - A(s', 0))`` for a dueling network with hand-set weights (N = 2, J = 1):
+    A([a, s]) = relu(a_1 + 2 a_2 + 0.5 s) and V(s) = relu(3 s + 1)."""
+    net = DuelingQNetwork(n_actions=2, n_arms=1, net_arch=(1,))
+    with torch.no_grad():
+        for module in (*net.advantage, *net.value):
+            if isinstance(module, nn.Linear):
+                module.bias.zero_()
+                module.weight.fill_(1.0)
+        net.advantage[0].weight.copy_(torch.tensor([[1.0, 2.0, 0.5]]))
+        net.value[0].weight.fill_(3.0)
+        net.value[0].bias.fill_(1.0)
+    next_actions = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    next_obs = torch.tensor([[2.0], [0.0]])
+    # s' = 2, a* = (0, 1): V = 7, A = relu(2 + 1) = 3, A(s', 0) = relu(1) = 1, Q = 9; y = 1 + 0.5 * 9 = 5.5.
+    # s' = 0, a* = (1, 0): V = 1, A = 1, A(s', 0) = 0, Q = 2; terminal, so y = r = 2.
+    targets = td_targets(net, torch.tensor([1.0, 2.0]), torch.tensor([0.0, 1.0]), next_actions, next_obs, 0.5)
+    torch.testing.assert_close(targets, torch.tensor([5.5, 2.0]))
+    # The maximisers use the advantage MLP alone: it differs from Q by a per-state constant.
+    assert argmax_network(net) is net.advantage
+    inputs = torch.tensor([[0.0, 0.0, 2.0], [1.0, 0.0, 2.0], [0.0, 1.0, 2.0], [1.0, 1.0, 2.0]])
+    offset = net(inputs)[:, 0] - net.advantage(inputs)[:, 0]
+    torch.testing.assert_close(offset, torch.full((4,), 6.0))
+
+
+
+def test_dueling_training_keeps_a_state_dependent_greedy_policy():
+    """A short run of dueling SEQUOIA on a J = 6 matching instance: the greedy action still depends on the state
+    over the probe states (3 distinct measured, seed 0)."""
+    torch.set_num_threads(1)
+    env = MatchingEnv(n_arms=6, budget=2, horizon=10, instance_seed=0)
+    model = SEQUOIA("MlpPolicy", env, seed=0, **{**FAST, "diagnostic_interval": 0, "n_probe_states": 50,
+                                                  "dueling": True})
+    model.learn(300)
+    assert model.greedy_diagnostics()["distinct_greedy_actions"] >= 2
+
+
+def test_dueling_double_q_acts_exactly_and_round_trips(tmp_path):
+    """With a dueling network and double-Q targets the greedy action is the brute-force argmax of the whole Q
+    (the solver sees only the advantage MLP), and a checkpoint resumes exactly; double-Q needs fast targets."""
+    env = CapacityEnv(n_arms=6, budget=2, horizon=5, instance_seed=1)
+    model = SEQUOIA("MlpPolicy", env, seed=0, **{**FAST, "dueling": True, "double_q": True}).learn(20)
+    assert set(model.get_parameters()["q_net"]) >= {"value.0.weight", "advantage.0.weight"}
+    feasible = env.problem.enumerate_feasible()
+    states = np.random.default_rng(0).integers(0, 4, (4, 6))
+    for state in states:
+        _, best = brute_force_argmax(model.q_net, feasible, state)
+        action = model.predict(state, deterministic=True)[0]
+        assert q_values(model.q_net, action[None], state[None])[0] == pytest.approx(best, abs=1e-5)
+    loaded = SEQUOIA.load(model.save(tmp_path / "dueling"), env=CapacityEnv(n_arms=6, budget=2, horizon=5,
+                                                                           instance_seed=1))
+    model.learn(10, reset_num_timesteps=False)
+    loaded.learn(10, reset_num_timesteps=False)
+    for key, tensor in model.get_parameters()["q_net"].items():
+        assert torch.equal(tensor, loaded.get_parameters()["q_net"][key]), key
+    with pytest.raises(ConfigError, match="double_q"):
+        SEQUOIA("MlpPolicy", env, double_q=True, target_maximizer="exact")

@@ -71,6 +71,27 @@ Departures from the released code, each deliberate (the reference behaviour stay
   policy still scores higher on both (17.37 and 18.82). It is not the default because it costs where the optimum
   departs from myopic: on the J = 6 capacity instance 0 (500 steps, 10 warm-start epochs) the greedy policy reaches
   0.85 of the finite-horizon optimum with ``warm_start_anchor=1`` against 0.9996 without (myopic: 0.39).
+* **Dueling Q-network** (optional, ``dueling=True``, with :mod:`.networks`; off by default, the paper's single
+  network; Wang, Schaul, Hessel, van Hasselt, Lanctot and de Freitas, "Dueling Network Architectures for Deep
+  Reinforcement Learning", ICML 2016): ``Q(s, a) = V(s) + A(s, a) - A(s, 0)`` with ``V`` an MLP on the state, ``A``
+  an MLP on ``[a, s]`` and the null action as reference. The level that bootstrapping builds up (towards
+  ``r / (1 - gamma)``) goes into ``V`` and ``A`` carries the differences between actions; since ``V(s) - A(s, 0)`` is
+  constant in ``a``, the MILP, enumeration and fast maximisers run on ``A`` alone and stay exact. Targets are
+  ``r + gamma (V_target(s') + A_target(s', a*) - A_target(s', 0))``; the warm start fits the whole ``Q``. Measured by
+  ``benchmarks/sequoia_collapse.py`` on instance 0 at J = 20 (seed 0, 20 evaluation episodes; the single network in
+  brackets): at 1,000 env steps matching 16.19 per step (14.55) and capacity 18.60 (16.36), at 2,000 steps 16.34
+  (14.83) and 18.60 (16.44); the Whittle-index policy scores 17.45 and 18.82. It delays the collapse described under
+  *Diagnostics* but does not prevent it: on matching the probe states' distinct greedy actions go 5 -> 4 -> 1 at
+  0/1,000/2,000 steps (the single network: 4 -> 3 -> 1), where the Whittle policy takes 14 distinct actions over the
+  same states. On capacity the Whittle policy takes one action over all 200 probe states, and the dueling network
+  ends at one too. It is not the default because it costs on the small instances solved exactly (J = 6, B = 2,
+  instances 0-4, 500 env steps, 10 warm-start epochs), where the optimum takes one action in nearly every state: mean
+  fraction of the finite-horizon optimum 0.948 on matching and 0.907 on capacity (worst instance 0.879, 0.805)
+  against 0.973 and 0.944 (0.909, 0.831) with the single network; Whittle 0.9999 and 0.9991. With the default
+  50-epoch warm start: 0.935 and 0.888 against 0.943 and 0.915. Double-Q targets (``double_q=True``; van Hasselt,
+  Guez and Silver, "Deep Reinforcement Learning with Double Q-learning", AAAI 2016) on top of it changed little:
+  15.22 and 18.60 per step at 1,000 steps, 0.948 and 0.909 at J = 6, with the same mean Q, so the maximisation bias
+  over the feasible set is not what lifts the value level.
 * **Horizon.** The observation holds the arm states only, not the step within the episode, so a finite-horizon Q
   (time-to-go as an input, zero bootstrap at H) cannot be represented or acted on through ``predict``; targets keep
   bootstrapping through the truncation as above.
@@ -94,13 +115,13 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from torch import nn
 from tqdm.auto import tqdm
 
+from cairnrl.algos.sequoia.networks import argmax_network, q_network
 from cairnrl.algos.sequoia.replay import REPLAY_MODES, ReplayMemory
-from cairnrl.algos.sequoia.targets import TARGET_MODES, TargetMaximizer, TargetStatistics
+from cairnrl.algos.sequoia.targets import TARGET_MODES, TargetMaximizer, TargetStatistics, td_targets
 from cairnrl.algos.sequoia.warm_start import fit_myopic, warm_start_dataset
 from cairnrl.core import checkpoint as ckpt
 from cairnrl.core.base import BaseAlgorithm, GymEnv, check_policy
 from cairnrl.core.evaluation import EvaluationResult, evaluate, final_evaluation_seed
-from cairnrl.core.networks import mlp
 from cairnrl.core.seeding import generator_state, restore_generator, spawn_seeds
 from cairnrl.core.validation import check_bool, check_choice, check_float, check_int, check_int_tuple
 from cairnrl.envs.cormab.base import CoRMABProblem, problem_of
@@ -129,13 +150,18 @@ class SEQUOIA(BaseAlgorithm):
 
     :param policy: ``"MlpPolicy"`` (the Q-network is a ReLU MLP on ``[a, s]``, the form the MILP encodes).
     :param env: a coRMAB env (``cairnrl/CoRMAB-*-v0`` or any :class:`~cairnrl.envs.cormab.CoRMABEnv`).
-    :param net_arch: hidden layer sizes (reference: 16, 32; every unit can add a binary to the MILP).
+    :param net_arch: hidden layer sizes (reference: 16, 32; every unit can add a binary to the MILP); with
+        ``dueling`` those of both the advantage and the value MLP.
+    :param dueling: ``Q(s, a) = V(s) + A(s, a) - A(s, 0)`` (:mod:`.networks`; Wang et al., 2016), the MILP encoding
+        only the advantage MLP; ``False`` is the paper's single MLP on ``[a, s]``.
     :param learning_rate: AdamW step size (amsgrad, as the reference).
     :param adam_eps: AdamW epsilon.
     :param lr_decay: learning-rate factor applied after every episode (1.0 = constant; reference 0.9).
     :param batch_size: transitions per gradient step.
     :param buffer_size: replay capacity.
     :param gamma: discount.
+    :param double_q: double-Q targets (van Hasselt, Guez and Silver, AAAI 2016): ``a*`` maximises the online network
+        (fast maximiser, no memo) and the target network values it; needs ``target_maximizer="fast"``.
     :param reward_centering: step size of the running average-reward estimate subtracted from every reward in the
         TD targets (reward centring, module docstring); 0 turns it off, the paper's targets.
     :param gradient_steps: gradient steps per env step.
@@ -197,12 +223,14 @@ class SEQUOIA(BaseAlgorithm):
         env: GymEnv | None = None,
         *,
         net_arch: tuple[int, ...] = (16, 32),
+        dueling: bool = False,
         learning_rate: float = 2.5e-4,
         adam_eps: float = 1.5e-4,
         lr_decay: float = 1.0,
         batch_size: int = 32,
         buffer_size: int = 10_000,
         gamma: float = 0.99,
+        double_q: bool = False,
         reward_centering: float = 0.0,
         gradient_steps: int = 1,
         learning_starts: int = 0,
@@ -244,12 +272,14 @@ class SEQUOIA(BaseAlgorithm):
     ) -> None:
         self.policy = check_policy(policy, ("MlpPolicy",))
         self.net_arch = check_int_tuple("net_arch", net_arch)
+        self.dueling = check_bool("dueling", dueling)
         self.learning_rate = check_float("learning_rate", learning_rate, low=0.0, low_inclusive=False)
         self.adam_eps = check_float("adam_eps", adam_eps, low=0.0, low_inclusive=False)
         self.lr_decay = check_float("lr_decay", lr_decay, low=0.0, high=1.0, low_inclusive=False)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.buffer_size = check_int("buffer_size", buffer_size, minimum=1)
         self.gamma = check_float("gamma", gamma, low=0.0, high=1.0)
+        self.double_q = check_bool("double_q", double_q)
         self.reward_centering = check_float("reward_centering", reward_centering, low=0.0, high=1.0)
         self.gradient_steps = check_int("gradient_steps", gradient_steps, minimum=0)
         self.learning_starts = check_int("learning_starts", learning_starts, minimum=0)
@@ -276,6 +306,9 @@ class SEQUOIA(BaseAlgorithm):
                                                       low=0.0, high=1.0)
         self.warm_start_anchor = check_float("warm_start_anchor", warm_start_anchor, low=0.0)
         self.target_maximizer = check_choice("target_maximizer", target_maximizer, TARGET_MODES)
+        if self.double_q and self.target_maximizer != "fast":
+            raise ConfigError(f"double_q=True selects target actions with the fast maximiser; it needs "
+                              f"target_maximizer='fast', got {self.target_maximizer!r}")
         self.target_check_interval = check_int("target_check_interval", target_check_interval, minimum=0)
         self._fast_options = fast_options(fast_target_kwargs, name="fast_target_kwargs")
         self.fast_target_kwargs = None if fast_target_kwargs is None else dict(fast_target_kwargs)
@@ -329,7 +362,7 @@ class SEQUOIA(BaseAlgorithm):
         return int(self.action_space.shape[0])
 
     def _setup_model(self) -> None:
-        self.q_net = mlp(self.n_actions + self.n_arms, self.net_arch, 1).to(self.device)
+        self.q_net = q_network(self.n_actions, self.n_arms, self.net_arch, self.dueling).to(self.device)
         self.target_net = copy.deepcopy(self.q_net)
         self.target_net.requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.q_net.parameters(), lr=self.learning_rate, eps=self.adam_eps,
@@ -357,8 +390,9 @@ class SEQUOIA(BaseAlgorithm):
         solver_seed = spawn_seeds(self.seed, 1, key=_SOLVER_SEED_KEY)[0]
         common = {"solver": self.solver, "abs_gap": self.abs_gap, "method": self.solver_method,
                   "enumeration_limit": self.enumeration_limit, "seed": solver_seed}
-        self._acting_solver = ArgmaxSolver(self.q_net, self.problem, time_limit=self.time_limit, **common)
-        exact = ArgmaxSolver(self.target_net, self.problem, relaxed=self.relaxed_targets,
+        self._acting_solver = ArgmaxSolver(argmax_network(self.q_net), self.problem, time_limit=self.time_limit,
+                                           **common)
+        exact = ArgmaxSolver(argmax_network(self.target_net), self.problem, relaxed=self.relaxed_targets,
                              time_limit=self.target_time_limit, **common)
         previous = getattr(self, "_targets", None)
         self._targets = TargetMaximizer(exact.feasible_set, exact, self.target_maximizer, self._fast_options,
@@ -398,7 +432,7 @@ class SEQUOIA(BaseAlgorithm):
         """
         self._require_problem()
         if not self._acting_synced:
-            self._acting_solver.update_network(self.q_net)
+            self._acting_solver.update_network(argmax_network(self.q_net))
             self._acting_synced = True
         result = self._acting_solver.solve(np.asarray(state, dtype=np.float64))
         if not result.cached:
@@ -455,7 +489,7 @@ class SEQUOIA(BaseAlgorithm):
 
     # ------------------------------------------------------------------ training (Algorithm 1, DQN loop)
     def _on_target_changed(self) -> None:
-        self._targets.exact_solver.update_network(self.target_net)
+        self._targets.exact_solver.update_network(argmax_network(self.target_net))
         if self.tau == 1.0:
             self._targets.clear()
 
@@ -471,7 +505,11 @@ class SEQUOIA(BaseAlgorithm):
     def _train_step(self) -> None:
         indices, batch, weights = self.replay_memory.sample(self.batch_size, self._rngs["batch"])
         check = self.target_check_interval > 0 and self._n_updates % self.target_check_interval == 0
-        next_actions = self._targets.argmax(self.target_net, batch["next_obs"], self._rngs["target"], check)
+        if self.double_q:
+            next_actions = self._targets.select(argmax_network(self.q_net), batch["next_obs"], self._rngs["target"])
+        else:
+            next_actions = self._targets.argmax(argmax_network(self.target_net), batch["next_obs"],
+                                                self._rngs["target"], check)
         as_tensor = lambda array: torch.as_tensor(array, dtype=torch.float32, device=self.device)  # noqa: E731
         rewards = as_tensor(batch["reward"])
         if self.reward_centering:
@@ -480,9 +518,8 @@ class SEQUOIA(BaseAlgorithm):
                 self._reward_rate = batch_mean
             self._reward_rate += self.reward_centering * (batch_mean - self._reward_rate)
             rewards = rewards - self._reward_rate
-        with torch.no_grad():
-            next_q = self.target_net(as_tensor(np.concatenate([next_actions, batch["next_obs"]], axis=1)))[:, 0]
-            targets = rewards + self.gamma * (1.0 - as_tensor(batch["done"])) * next_q
+        targets = td_targets(self.target_net, rewards, as_tensor(batch["done"]), as_tensor(next_actions),
+                             as_tensor(batch["next_obs"]), self.gamma)
         inputs = as_tensor(np.concatenate([batch["action"], batch["obs"]], axis=1))
         q_taken = self.q_net(inputs)[:, 0]
         losses = nn.functional.smooth_l1_loss(q_taken, targets, reduction="none")
@@ -606,7 +643,7 @@ class SEQUOIA(BaseAlgorithm):
         problem = self._require_problem()
         states = self.probe_states()
         rng = np.random.default_rng(spawn_seeds(self.seed, 1, key=(_PROBE_KEY, 1))[0])
-        greedy = fast_argmax(self.q_net, states, problem.feasible_set(), rng, **self._fast_options)[0]
+        greedy = fast_argmax(argmax_network(self.q_net), states, problem.feasible_set(), rng, **self._fast_options)[0]
         n_random = 32
         actions = problem.sample_feasible(states.shape[0] * n_random, rng)
         values = q_values(self.q_net, actions, np.repeat(states, n_random, axis=0)).reshape(-1, n_random)

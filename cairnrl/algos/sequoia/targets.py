@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from torch import nn
 
 from cairnrl.core.validation import check_choice
@@ -122,6 +123,14 @@ class TargetMaximizer:
             self.memo[key] = action
         return actions[inverse]
 
+    def select(self, network: nn.Module, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Fast maximising actions ``(B, N)`` under ``network`` without the memo: the online network of double-Q
+        targets changes after every gradient step, so its answers cannot be reused."""
+        states = np.asarray(states, dtype=np.int8)
+        unique, inverse = np.unique(states, axis=0, return_inverse=True)
+        self.stats.fast_solves += unique.shape[0]
+        return fast_argmax(network, unique, self.feasible_set, rng, **self.fast_options)[0][inverse.reshape(-1)]
+
     def _checked(self, network: nn.Module, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         self.stats.fast_solves += states.shape[0]
         fast, fast_values = fast_argmax(network, states, self.feasible_set, rng, **self.fast_options)
@@ -148,3 +157,21 @@ class TargetMaximizer:
         """Inverse of :meth:`memo_arrays`."""
         self.memo = {row.astype(np.int8).tobytes(): action.astype(np.int8) for row, action in zip(states, actions,
                                                                                                  strict=True)}
+
+
+def td_targets(
+    target_net: nn.Module,
+    rewards: torch.Tensor,
+    dones: torch.Tensor,
+    next_actions: torch.Tensor,
+    next_obs: torch.Tensor,
+    gamma: float,
+) -> torch.Tensor:
+    """``y = r + gamma (1 - done) Q_target([a*, s'])`` (Xu et al., 2025, Algorithm 1), without gradient.
+
+    ``Q_target`` is the whole target network: for a dueling network ``V(s') + A(s', a*) - A(s', 0)``, while
+    ``a*`` came from its advantage alone (the same argmax).
+    """
+    with torch.no_grad():
+        next_q = target_net(torch.cat([next_actions, next_obs], dim=1))[:, 0]
+    return rewards + gamma * (1.0 - dones) * next_q
