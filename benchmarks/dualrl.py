@@ -22,21 +22,25 @@ before the step, keeping the last finite model, which is then evaluated) and the
 
 Modes: ``--quick`` is a smoke test of the pipeline on Hopper only (a 4k-step SAC teacher, 5k-step datasets, the
 medium set for the offline suite, N = 5 and 0, 2 seeds, 500 updates): its scores say nothing about the
-algorithms. ``full`` is the paper's scale (three envs, 1M-step teachers and datasets, N = 200, 30, 0, 5 seeds, 1M
-updates, as in the authors' protocol) and needs a GPU-days budget; it has not been run.
+algorithms. Without ``--quick`` the scale comes from ``CAIRNRL_DUALRL_SCALE``: ``default`` uses the committed SAC
+teachers (``data/teachers``), 50k-step datasets, the three envs, N = 30, 3 seeds and 2k updates (about 280 runs,
+estimated 40 minutes with ``--workers 2``; not run yet); ``full`` is the paper's scale (three envs, 1M-step
+teachers and datasets, N = 200, 30, 0, 5 seeds, 1M updates, as in the authors' protocol) and needs a GPU-days
+budget; it has not been run.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from benchmarks.offline import obtain_dataset
+from benchmarks.offline import committed_teacher_digest, obtain_dataset
 from cairnrl.bench.aggregate import curve_arrays, score_matrices
 from cairnrl.bench.experiment import Experiment, RunContext, RunResult, RunSpec, Summary
 from cairnrl.bench.plots import plot_interval_estimates, plot_learning_curves, plot_performance_profiles
@@ -46,16 +50,22 @@ from cairnrl.exceptions import ConfigError
 
 # ================================================================ the declared experiment
 DATA_SEED = 0
-ENVS = {"quick": ["hopper"], "full": ["hopper", "halfcheetah", "walker2d"]}
-TEACHER_BUDGET = {"quick": 4_000, "full": 1_000_000}
-DATA_STEPS = {"quick": 5_000, "full": 1_000_000}
-OFFLINE_KINDS = {"quick": ["medium"], "full": ["medium", "medium-replay", "medium-expert"]}
-IMITATION_BASES = {"quick": ["random"], "full": ["random", "medium"]}
-HIDDEN_EXPERTS = {"quick": [5, 0], "full": [200, 30, 0]}
-SEEDS = {"quick": [0, 1], "full": [0, 1, 2, 3, 4]}
-UPDATES = {"quick": 500, "full": 1_000_000}
-EVAL_EVERY = {"quick": 250, "full": 50_000}
-EVAL_EPISODES = {"quick": 5, "full": 10}
+#: Selects the scale of a run without ``--quick``: ``default`` (the committed teachers, sized for about 40 minutes
+#: with two workers on two cores) or ``full`` (the authors' protocol).
+SCALE_VARIABLE = "CAIRNRL_DUALRL_SCALE"
+ENVS = {"quick": ["hopper"], "default": ["hopper", "halfcheetah", "walker2d"],
+        "full": ["hopper", "halfcheetah", "walker2d"]}
+#: SAC steps of a teacher trained for the run; ``None`` uses the teacher committed in ``data/teachers``.
+TEACHER_BUDGET: dict[str, int | None] = {"quick": 4_000, "default": None, "full": 1_000_000}
+DATA_STEPS = {"quick": 5_000, "default": 50_000, "full": 1_000_000}
+OFFLINE_KINDS = {"quick": ["medium"], "default": ["medium", "medium-replay", "medium-expert"],
+                 "full": ["medium", "medium-replay", "medium-expert"]}
+IMITATION_BASES = {"quick": ["random"], "default": ["random", "medium"], "full": ["random", "medium"]}
+HIDDEN_EXPERTS = {"quick": [5, 0], "default": [30], "full": [200, 30, 0]}
+SEEDS = {"quick": [0, 1], "default": [0, 1, 2], "full": [0, 1, 2, 3, 4]}
+UPDATES = {"quick": 500, "default": 2_000, "full": 1_000_000}
+EVAL_EVERY = {"quick": 250, "default": 500, "full": 50_000}
+EVAL_EPISODES = {"quick": 5, "default": 5, "full": 10}
 BATCH = 256
 #: label -> (algorithm, hyperparameters); f-DVL's temperatures are the lambda of each f (reverse KL: Gumbel T).
 OFFLINE_ALGORITHMS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -76,16 +86,30 @@ IMITATION_ALGORITHMS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+def mode_name(quick: bool) -> str:
+    """``"quick"`` for ``--quick``, else the scale named by ``CAIRNRL_DUALRL_SCALE`` (default ``"default"``)."""
+    if quick:
+        return "quick"
+    name = os.environ.get(SCALE_VARIABLE, "default")
+    if name not in ("default", "full"):
+        raise ConfigError(f"{SCALE_VARIABLE} must be 'default' or 'full', got {name!r}")
+    return name
+
+
 def _recipe(name: str, mode: str) -> dict[str, Any]:
     recipe: dict[str, Any] = {"name": name, "seed": DATA_SEED, "n_steps": DATA_STEPS[mode]}
     if not name.endswith("-random"):
-        recipe["teacher_budget"] = TEACHER_BUDGET[mode]
+        budget = TEACHER_BUDGET[mode]
+        if budget is None:
+            recipe["teacher"] = committed_teacher_digest(name.split("-", 1)[0])
+        else:
+            recipe["teacher_budget"] = budget
     return recipe
 
 
 def runs(quick: bool) -> list[RunSpec]:
     """Every (task, algorithm, seed) of both suites."""
-    mode = "quick" if quick else "full"
+    mode = mode_name(quick)
     common = {"updates": UPDATES[mode], "eval_every": EVAL_EVERY[mode], "eval_episodes": EVAL_EPISODES[mode],
               "batch_size": BATCH}
     specs = []
@@ -268,10 +292,11 @@ def _suite_section(results: list[RunResult], suite: str, report_dir: Path, mode:
 
 
 def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summary:
-    mode = "quick" if quick else "full"
+    mode = mode_name(quick)
     lines = [
         f"Mode **{mode}**" + (" (smoke test: Hopper only, a 4k-step teacher, 5k-step datasets, 500 updates, 2 seeds; "
                               "its scores say nothing about the algorithms)" if quick else "")
+        + (" (the committed SAC teachers of data/teachers, 50k-step datasets, 3 seeds)" if mode == "default" else "")
         + f": batch {BATCH} for every algorithm, {UPDATES[mode]:,} gradient updates, {EVAL_EPISODES[mode]} final "
           "evaluation episodes; score = D4RL-normalised return / 100 (0 = random, 1 = D4RL expert). Cells: mean ± "
           "std over seeds; aggregates over (task, seed) with 95% stratified-bootstrap CIs; max abs Q: the largest "

@@ -6,7 +6,8 @@ import benchmarks.dualrl as dualrl
 from cairnrl.bench import run_experiment
 
 
-def test_declared_suites():
+def test_declared_suites(monkeypatch):
+    monkeypatch.setenv(dualrl.SCALE_VARIABLE, "full")
     quick, full = dualrl.runs(quick=True), dualrl.runs(quick=False)
     assert {spec.task for spec in quick} == {"rl:hopper-medium", "il:hopper-random+expert5", "il:hopper-random"}
     assert len(full) == 5 * 3 * (3 * len(dualrl.OFFLINE_ALGORITHMS) + 2 * 3 * len(dualrl.IMITATION_ALGORITHMS))
@@ -14,6 +15,20 @@ def test_declared_suites():
     imitation = next(spec for spec in full if spec.task == "il:halfcheetah-medium+expert30")
     assert imitation.config["expert_dataset"]["name"] == "halfcheetah-expert1"
     assert {spec.config["batch_size"] for spec in full} == {dualrl.BATCH}
+
+
+def test_default_scale_uses_the_committed_teachers(monkeypatch):
+    monkeypatch.delenv(dualrl.SCALE_VARIABLE, raising=False)
+    default = dualrl.runs(quick=False)
+    assert len(default) == 3 * 3 * (3 * len(dualrl.OFFLINE_ALGORITHMS) + 2 * len(dualrl.IMITATION_ALGORITHMS))
+    medium = next(spec for spec in default if spec.task == "rl:walker2d-medium")
+    assert medium.config["dataset"]["teacher"] == dualrl.committed_teacher_digest("walker2d")
+    assert "teacher_budget" not in medium.config["dataset"]
+    random = next(spec for spec in default if spec.task == "il:hopper-random+expert30")
+    assert random.config["expert_dataset"]["teacher"] == dualrl.committed_teacher_digest("hopper")
+    monkeypatch.setenv(dualrl.SCALE_VARIABLE, "paper-ish")
+    with pytest.raises(dualrl.ConfigError, match="CAIRNRL_DUALRL_SCALE"):
+        dualrl.runs(quick=False)
 
 
 @pytest.mark.slow
