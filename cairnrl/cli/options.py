@@ -11,9 +11,9 @@ import argparse
 import json
 import re
 import sys
-from pathlib import Path
 from typing import Any, NoReturn
 
+from cairnrl.core.fileio import read_json_or_yaml
 from cairnrl.exceptions import CairnError, ConfigError
 
 #: The exit code of every user error, as argparse uses for bad arguments.
@@ -125,24 +125,7 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
 def read_config(path: str) -> dict[str, Any]:
     """Hyperparameters from a JSON (or, with PyYAML installed, YAML) file; a top-level ``hyperparameters``
     key is unwrapped, so the best-configuration files written by ``cairnrl tune`` are accepted as they are."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    text = file.read_text()
-    if file.suffix in {".yaml", ".yml"}:
-        try:
-            import yaml  # optional: only YAML files need it
-        except ImportError as error:
-            raise ConfigError(f"{path}: reading YAML needs PyYAML (pip install pyyaml), or use JSON") from error
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path} is not valid YAML: {error}") from error
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"{path} is not valid JSON: {error}") from error
+    data = read_json_or_yaml(path, "config file")
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of hyperparameters")
     data = data.get("hyperparameters", data)

@@ -7,12 +7,15 @@ truncated one that a later run would mistake for a finished result.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from cairnrl.exceptions import ConfigError
 
 
 def _remove(path: Path) -> None:
@@ -83,3 +86,25 @@ def is_json_value(value: Any) -> bool:
     if isinstance(value, dict):
         return all(isinstance(key, str) and is_json_value(item) for key, item in value.items())
     return False
+
+
+def read_json_or_yaml(path: str | Path, what: str) -> Any:
+    """The value stored in a JSON file, or a YAML one (``.yaml``/``.yml``, needs PyYAML); ``what`` names the file
+    in the :class:`~cairnrl.exceptions.ConfigError` raised when it is missing or unreadable."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{what} {file} does not exist")
+    text = file.read_text()
+    if file.suffix.lower() in {".yaml", ".yml"}:
+        try:
+            import yaml  # optional: only YAML files need it
+        except ImportError as error:
+            raise ConfigError(f"{file}: reading YAML needs PyYAML (pip install pyyaml), or use JSON") from error
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{file} is not valid YAML: {error}") from error
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{file} is not valid JSON: {error}") from error

@@ -29,7 +29,7 @@ import optuna
 
 from cairnrl.algos.registry import Algorithm, is_sb3, make_model
 from cairnrl.core.base import RUN_ARGUMENTS
-from cairnrl.core.fileio import is_json_value
+from cairnrl.core.fileio import is_json_value, read_json_or_yaml
 from cairnrl.core.make import make
 from cairnrl.core.sb3_io import SpacesOnlyEnv
 from cairnrl.exceptions import ConfigError
@@ -109,23 +109,7 @@ def load_search_space(source: Mapping[str, Any] | str | Path) -> SearchSpace:
     """A search space from a dict or a JSON/YAML file (optionally under a top-level ``search_space`` key)."""
     if isinstance(source, (str, Path)):
         path = Path(source)
-        if not path.is_file():
-            raise ConfigError(f"search space file {path} does not exist")
-        text = path.read_text()
-        if path.suffix.lower() in {".yaml", ".yml"}:
-            try:
-                import yaml
-            except ImportError as error:
-                raise ConfigError(f"{path}: reading YAML needs PyYAML (pip install pyyaml), or use JSON") from error
-            try:
-                data = yaml.safe_load(text)
-            except yaml.YAMLError as error:
-                raise ConfigError(f"{path} is not valid YAML: {error}") from error
-        else:
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise ConfigError(f"{path} is not valid JSON: {error}") from error
+        data = read_json_or_yaml(path, "search space file")
         where = str(path)
     elif isinstance(source, Mapping):
         data, where = source, "search_space"
