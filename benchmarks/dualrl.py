@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,14 @@ import torch
 
 from benchmarks.offline import committed_teacher_digest, obtain_dataset
 from cairnrl.bench.aggregate import curve_arrays, score_matrices
-from cairnrl.bench.experiment import Experiment, RunContext, RunResult, RunSpec, Summary
+from cairnrl.bench.experiment import (
+    Experiment,
+    RunContext,
+    RunResult,
+    RunSpec,
+    Summary,
+    scale_from_environment,
+)
 from cairnrl.bench.plots import plot_interval_estimates, plot_learning_curves, plot_performance_profiles
 from cairnrl.core.evaluation import evaluate, final_evaluation_seed
 from cairnrl.core.stats import aggregate_intervals, iqm, performance_profile, stratified_bootstrap_intervals
@@ -88,12 +94,7 @@ IMITATION_ALGORITHMS: dict[str, tuple[str, dict[str, Any]]] = {
 
 def mode_name(quick: bool) -> str:
     """``"quick"`` for ``--quick``, else the scale named by ``CAIRNRL_DUALRL_SCALE`` (default ``"default"``)."""
-    if quick:
-        return "quick"
-    name = os.environ.get(SCALE_VARIABLE, "default")
-    if name not in ("default", "full"):
-        raise ConfigError(f"{SCALE_VARIABLE} must be 'default' or 'full', got {name!r}")
-    return name
+    return scale_from_environment(SCALE_VARIABLE, quick, ("default", "full"))
 
 
 def _recipe(name: str, mode: str) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,14 @@ import numpy as np
 import torch
 
 from cairnrl.bench.aggregate import curve_arrays, score_matrices
-from cairnrl.bench.experiment import Experiment, RunContext, RunResult, RunSpec, Summary
+from cairnrl.bench.experiment import (
+    Experiment,
+    RunContext,
+    RunResult,
+    RunSpec,
+    Summary,
+    scale_from_environment,
+)
 from cairnrl.bench.locking import exclusive_lock
 from cairnrl.bench.plots import plot_bars, plot_interval_estimates, plot_learning_curves
 from cairnrl.core.stats import aggregate_intervals, iqm_curve, stratified_bootstrap_intervals
@@ -63,12 +69,7 @@ ENV_IDS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "
 
 def scale_name(quick: bool) -> str:
     """``"quick"`` for ``--quick``, else the scale named by ``CAIRNRL_OFFLINE_SCALE`` (default ``"default"``)."""
-    if quick:
-        return "quick"
-    name = os.environ.get(SCALE_VARIABLE, "default")
-    if name not in ("default", "paper"):
-        raise ConfigError(f"{SCALE_VARIABLE} must be 'default' or 'paper', got {name!r}")
-    return name
+    return scale_from_environment(SCALE_VARIABLE, quick)
 
 
 def runs(quick: bool) -> list[RunSpec]:

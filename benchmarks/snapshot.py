@@ -49,11 +49,17 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from cairnrl.algos.s3rl import PAPER_STUDENT_KWARGS
 from cairnrl.bench.aggregate import curve_arrays, score_matrices
-from cairnrl.bench.experiment import Experiment, RunContext, RunResult, RunSpec, Summary
+from cairnrl.bench.experiment import (
+    Experiment,
+    RunContext,
+    RunResult,
+    RunSpec,
+    Summary,
+    scale_from_environment,
+)
 from cairnrl.bench.locking import exclusive_lock
 from cairnrl.bench.plots import plot_interval_estimates, plot_learning_curves
 from cairnrl.core.stats import aggregate_intervals, iqm_curve, normalize_scores, stratified_bootstrap_intervals
-from cairnrl.exceptions import ConfigError
 
 # ================================================================ the declared experiment
 SCALE_VARIABLE = "CAIRNRL_SNAPSHOT_SCALE"
@@ -129,12 +135,7 @@ SCALES: dict[str, dict[str, Any]] = {
 
 def scale_name(quick: bool) -> str:
     """``"quick"`` for ``--quick``, else the scale named by ``CAIRNRL_SNAPSHOT_SCALE`` (default ``"default"``)."""
-    if quick:
-        return "quick"
-    name = os.environ.get(SCALE_VARIABLE, "default")
-    if name not in ("default", "paper"):
-        raise ConfigError(f"{SCALE_VARIABLE} must be 'default' or 'paper', got {name!r}")
-    return name
+    return scale_from_environment(SCALE_VARIABLE, quick)
 
 
 # ================================================================ runs

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -200,3 +201,15 @@ class Experiment:
                 raise ConfigError(f"experiment {self.name!r} declares run {spec.run_id!r} twice")
             seen[spec.run_id] = spec
         return specs
+
+
+def scale_from_environment(variable: str, quick: bool, choices: tuple[str, ...] = ("default", "paper")) -> str:
+    """The scale a benchmark script runs at: ``"quick"`` for ``--quick``, else the value of the environment variable
+    ``variable`` (one of ``choices``, the first by default), so a full-mode run can be resized without a new flag
+    and worker processes inherit the choice."""
+    if quick:
+        return "quick"
+    name = os.environ.get(variable, choices[0])
+    if name not in choices:
+        raise ConfigError(f"{variable} must be one of {list(choices)}, got {name!r}")
+    return name
