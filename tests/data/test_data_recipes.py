@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 from cairnrl.core.sb3_io import build_policy
 from cairnrl.core.spaces import space_from_json
 from cairnrl.data import Teacher, collect, make_dataset, parse_recipe, train_teacher
-from cairnrl.data.recipes import obtain_teacher, return_stats
-from cairnrl.data.teacher import choose_snapshots, publish_teacher, read_history, snapshot_path
+from cairnrl.data.recipes import RECIPE_ENVS, committed_teacher, obtain_teacher, return_stats
+from cairnrl.data.teacher import choose_snapshots, publish_teacher, read_history, snapshot_path, table_row
 from cairnrl.exceptions import CheckpointError, ConfigError
 
 BUDGET = 300
@@ -246,3 +246,15 @@ def test_the_committed_teacher_is_the_default(teacher, tmp_path, monkeypatch):
     medium = make_dataset("hopper-medium", n_steps=50)
     assert medium.metadata["teacher"]["path"] == str(tmp_path / "hopper")
     assert medium.metadata["teacher"]["medium"]["step"] == teacher.medium_step
+
+
+@pytest.mark.parametrize("env", ["hopper", "halfcheetah", "walker2d"])
+def test_committed_teachers_load_and_match_the_readme_table(env):
+    """Every committed teacher loads with its checksums verified, and the README's table row is the one
+    ``cairnrl data teacher publish`` prints for it (so the numbers there are never typed by hand)."""
+    folder = committed_teacher(env)
+    assert folder is not None, f"data/teachers/{env} is not committed"
+    teacher = Teacher.load(folder)
+    assert teacher.env_id == RECIPE_ENVS[env]
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert table_row(teacher) in readme.splitlines()
