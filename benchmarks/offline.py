@@ -5,7 +5,8 @@
   ``data/teachers`` (trained far below D4RL's 1M steps, so "medium" and "expert" are weaker than D4RL's; each
   dataset's own normalised score is in the table); ``--quick`` trains a tiny teacher so it needs none. Datasets
   (and quick teachers) are cached in ``OUT/cache`` and reused.
-* **Algorithms**: cairnrl ``IQL``, ``TD3BC``, ``BC`` with their paper defaults; d3rlpy 2.8.1's ``IQL``,
+* **Algorithms**: cairnrl ``IQL``, ``TD3BC``, ``BC`` with their paper defaults in mixed precision
+  (``precision="bf16"``, the setting of the speed claim; see ``cairnrl bench speed``); d3rlpy 2.8.1's ``IQL``,
   ``TD3PlusBC`` and ``BC`` with d3rlpy's defaults and batch 256 (d3rlpy's BC: learning rate 3e-4 as ours), in an
   isolated virtual env (:mod:`cairnrl.bench.d3rlpy_peer`). CPU, one thread, the same gradient budget per run.
 * **Evaluation**: deterministic actions, ``eval_episodes`` episodes at the same reset seeds for every algorithm of a
@@ -48,6 +49,8 @@ from cairnrl.exceptions import ConfigError
 SCALE_VARIABLE = "CAIRNRL_OFFLINE_SCALE"
 ALGORITHMS = ("iql", "td3bc", "bc")
 IMPLEMENTATIONS = ("cairnrl", "d3rlpy")
+#: cairnrl's settings besides the paper defaults: bfloat16 matrix products (float32 outputs, losses and parameters).
+CAIRNRL_HYPERPARAMETERS: dict[str, Any] = {"precision": "bf16"}
 #: Overrides of d3rlpy's defaults so both sides train the same workload.
 D3RLPY_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
     "iql": {"batch_size": 256}, "td3bc": {"batch_size": 256}, "bc": {"batch_size": 256, "learning_rate": 3e-4},
@@ -93,6 +96,8 @@ def runs(quick: bool) -> list[RunSpec]:
                             steps=scale["updates"],
                             config={"env_id": ENV_IDS[env], "dataset": recipe, "algorithm": algorithm,
                                     "implementation": implementation, "updates": scale["updates"],
+                                    "hyperparameters": (CAIRNRL_HYPERPARAMETERS if implementation == "cairnrl"
+                                                        else D3RLPY_HYPERPARAMETERS[algorithm]),
                                     "eval_episodes": scale["eval_episodes"], "eval_points": scale["eval_points"]},
                         ))
     return specs
@@ -175,7 +180,8 @@ def _run_cairnrl(spec: RunSpec, dataset: Any, context: RunContext, seeds: list[i
 
     config = spec.config
     every = max(1, config["updates"] // config["eval_points"])
-    model = CAIRNRL_ALGORITHMS[config["algorithm"]]("MlpPolicy", dataset, seed=spec.seed, eval_freq=0, device="cpu")
+    model = CAIRNRL_ALGORITHMS[config["algorithm"]]("MlpPolicy", dataset, seed=spec.seed, eval_freq=0, device="cpu",
+                                                    **config["hyperparameters"])
     model.set_logger(context.sb3_logger())
 
     class Curve(BaseCallback):
@@ -211,7 +217,7 @@ def execute(spec: RunSpec, context: RunContext) -> dict[str, Any]:
     seeds = eval_seeds(spec.seed, config["eval_episodes"])
     if config["implementation"] == "d3rlpy":
         result = run_d3rlpy(config["algorithm"], dataset, config["env_id"], config["updates"], spec.seed,
-                            config["eval_episodes"], context.run_dir, D3RLPY_HYPERPARAMETERS[config["algorithm"]],
+                            config["eval_episodes"], context.run_dir, config["hyperparameters"],
                             progress=context.progress)
         result = {"eval_returns": result["eval_returns"], "updates_per_second": result["updates_per_second"],
                   "fit_seconds": result["fit_seconds"]}
@@ -227,6 +233,15 @@ def execute(spec: RunSpec, context: RunContext) -> dict[str, Any]:
 
 
 # ================================================================ summary
+def _settings(results: list[RunResult]) -> str:
+    """cairnrl's settings besides the paper defaults, as the runs recorded them."""
+    recorded = {json.dumps(r.spec.config.get("hyperparameters", {}), sort_keys=True) for r in results
+                if r.spec.config["implementation"] == "cairnrl"}
+    settings = [", ".join(f"{k}={v!r}" for k, v in json.loads(item).items()) or "the paper defaults"
+                for item in sorted(recorded)]
+    return "; ".join(settings) if settings else "the paper defaults"
+
+
 def _interval(cells: tuple[float, float, float] | list[float]) -> str:
     point, low, high = cells
     return f"{point:.1f} [{low:.1f}, {high:.1f}]"
@@ -277,7 +292,7 @@ def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summar
         f"{scale['eval_episodes']} deterministic evaluation episodes at shared reset seeds, "
         + (f"SAC teachers of {scale['teacher_budget']:,} steps (D4RL: 1M)" if scale["teacher_budget"] else
            "the committed SAC teachers (data/teachers, scores in the README)")
-        + f", datasets of {scale['data_steps']:,} steps; scores are "
+        + f", datasets of {scale['data_steps']:,} steps; cairnrl runs with {_settings(results)}; scores are "
         "D4RL-normalised (0 = random, 100 = expert)." + (" A smoke test: its scores say nothing about the algorithms."
                                                         if quick else ""),
         "",

@@ -20,6 +20,7 @@ included, without the first update (network build and warm-up).
 
 from __future__ import annotations
 
+import csv
 import math
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cairnrl.bench.experiment import Experiment, RunContext, RunResult, RunSpec, Summary
+from cairnrl.bench.experiment import Experiment, RunContext, RunResult, RunSpec, Summary, scale_from_environment
 from cairnrl.bench.plots import plot_bars
 
 # ================================================================ the declared experiment
@@ -49,8 +50,13 @@ ENTRIES: dict[str, dict[str, Any]] = {
                  "train"),
     },
 }
-ROUNDS = {"quick": 5, "full": 10}
-STEPS = {"quick": 20_000, "full": 100_000}
+#: Scales: ``quick`` (``--quick``), ``full`` and ``gpu`` (full mode with ``CAIRNRL_SPEED_SCALE=gpu``: the offline
+#: pairs in float32 only, both sides on the first CUDA device, one round of 2,000 updates: a record of the GPU
+#: path, whose small-batch updates are bound by kernel launches, not arithmetic).
+SCALE_VARIABLE = "CAIRNRL_SPEED_SCALE"
+DEVICES = {"quick": "cpu", "full": "cpu", "gpu": "cuda"}
+ROUNDS = {"quick": 5, "full": 10, "gpu": 0}
+STEPS = {"quick": 20_000, "full": 100_000, "gpu": 0}
 
 #: name -> cairnrl algorithm and its hyperparameters, d3rlpy algorithm and overrides of d3rlpy's defaults.
 OFFLINE_ENTRIES: dict[str, dict[str, Any]] = {
@@ -62,18 +68,36 @@ OFFLINE_ENTRIES: dict[str, dict[str, Any]] = {
     "fdvl-vs-d3rlpy-iql": {"cairnrl": ("fdvl", {"batch_size": 256}), "peer": ("iql", {"batch_size": 256})},
     "recoil-vs-d3rlpy-iql": {"cairnrl": ("recoil", {"batch_size": 256}), "peer": ("iql", {"batch_size": 256})},
 }
+# The same pairs with cairnrl in mixed precision (``precision="bf16"``: bfloat16 matrix products, float32 outputs,
+# losses and parameters); d3rlpy has no CPU mixed-precision mode, so its side is unchanged.
+OFFLINE_ENTRIES.update({
+    entry.replace("-vs-", "-bf16-vs-"): {"cairnrl": (sides["cairnrl"][0], {**sides["cairnrl"][1], "precision": "bf16"}),
+                                         "peer": sides["peer"]}
+    for entry, sides in list(OFFLINE_ENTRIES.items())
+})
 #: ReCOIL's expert set in the speed runs: the first episodes of the same data (the workload, not the result, counts).
 RECOIL_EXPERT_EPISODES = 20
 OFFLINE_ENV = "Hopper-v5"
 OFFLINE_DATA = {"episodes": 1000, "seed": 0}  # random Hopper-v5 episodes (about 20k transitions)
-OFFLINE_ROUNDS = {"quick": 3, "full": 5}
-OFFLINE_UPDATES = {"quick": 2_000, "full": 10_000}
+OFFLINE_ROUNDS = {"quick": 3, "full": 5, "gpu": 1}
+OFFLINE_UPDATES = {"quick": 2_000, "full": 10_000, "gpu": 2_000}
+
+
+def offline_entries(mode: str) -> list[str]:
+    """The offline pairs a scale times: all on the CPU, the float32 ones on the GPU."""
+    return [entry for entry in OFFLINE_ENTRIES if DEVICES[mode] == "cpu" or "-bf16-" not in entry]
+
+
+def scale_name(quick: bool) -> str:
+    """``"quick"`` for ``--quick``, else ``"full"`` or ``"gpu"`` as ``CAIRNRL_SPEED_SCALE`` says (default full)."""
+    scale = scale_from_environment(SCALE_VARIABLE, quick, ("cpu", "gpu"))
+    return "full" if scale == "cpu" else scale
 
 
 # ================================================================ runs
 def runs(quick: bool) -> list[RunSpec]:
     """Rounds of interleaved (cairnrl, peer) pairs; the order within a pair alternates between rounds."""
-    mode = "quick" if quick else "full"
+    mode = scale_name(quick)
     specs = []
     for round_index in range(ROUNDS[mode]):
         for entry, definition in ENTRIES.items():
@@ -86,7 +110,8 @@ def runs(quick: bool) -> list[RunSpec]:
                             "train_method": method, "n_envs": N_ENVS, "steps": STEPS[mode]},
                 ))
     for round_index in range(OFFLINE_ROUNDS[mode]):
-        for entry, definition in OFFLINE_ENTRIES.items():
+        for entry in offline_entries(mode):
+            definition = OFFLINE_ENTRIES[entry]
             sides = ["cairnrl", "peer"] if round_index % 2 == 0 else ["peer", "cairnrl"]
             for side in sides:
                 algorithm, hyperparameters = definition[side]
@@ -95,7 +120,8 @@ def runs(quick: bool) -> list[RunSpec]:
                     steps=OFFLINE_UPDATES[mode],
                     config={"offline": True, "env": OFFLINE_ENV, "data": OFFLINE_DATA, "side": side,
                             "algorithm": algorithm, "hyperparameters": hyperparameters,
-                            "updates": OFFLINE_UPDATES[mode]},
+                            "updates": OFFLINE_UPDATES[mode],
+                            **({"device": DEVICES[mode]} if DEVICES[mode] != "cpu" else {})},
                 ))
     return specs
 
@@ -111,11 +137,12 @@ def execute_offline(spec: RunSpec, context: RunContext) -> dict[str, Any]:
     config = spec.config
     dataset = _offline_data(config)
     updates = config["updates"]
+    device = config.get("device", "cpu")
     if config["side"] == "peer":
         from cairnrl.bench.d3rlpy_peer import run_d3rlpy
 
         result = run_d3rlpy(config["algorithm"], dataset, config["env"], updates, spec.seed, 1, context.run_dir,
-                            dict(config["hyperparameters"]))
+                            dict(config["hyperparameters"]), device=device)
         rate = float(result["updates_per_second"])
     else:
         from cairnrl.algos import ALGORITHMS
@@ -124,7 +151,7 @@ def execute_offline(spec: RunSpec, context: RunContext) -> dict[str, Any]:
         extra = {}
         if config["algorithm"] == "recoil":
             extra["expert_dataset"] = dataset.select(range(RECOIL_EXPERT_EPISODES))
-        model = ALGORITHMS[config["algorithm"]]("MlpPolicy", dataset, seed=spec.seed, eval_freq=0, device="cpu",
+        model = ALGORITHMS[config["algorithm"]]("MlpPolicy", dataset, seed=spec.seed, eval_freq=0, device=device,
                                                 **config["hyperparameters"], **extra)
         model.set_logger(context.sb3_logger())
         model.learn(1)
@@ -133,7 +160,8 @@ def execute_offline(spec: RunSpec, context: RunContext) -> dict[str, Any]:
         rate = (updates - 1) / (time.perf_counter() - start)
     context.write_evaluation({"timesteps": updates, "updates_per_s": rate})
     context.progress(updates)
-    return {"updates": updates, "updates_per_s": rate}
+    gpu = {"gpu": torch.cuda.get_device_name(0)} if device == "cuda" else {}
+    return {"updates": updates, "updates_per_s": rate, **gpu}
 
 
 class _TrainTimer:
@@ -193,10 +221,11 @@ TITLES = {"env_steps_per_s": "env steps/s", "collection_steps_per_s": "collectio
 
 def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summary:
     """Median throughput per side and median (min-max) of the per-round cairnrl/peer ratios."""
-    mode = "quick" if quick else "full"
+    mode = scale_name(quick)
     by_key = {(r.spec.task, r.spec.family, r.spec.seed): r for r in results}
     rows, numbers, ratio_medians = [], {}, {metric: [] for metric in METRICS}
-    lines = [
+    online = [entry for entry in ENTRIES if ROUNDS[mode]]  # the gpu scale times the offline pairs only
+    lines = [] if not online else [
         f"{ROUNDS[mode]} interleaved rounds of {STEPS[mode]:,} env steps per run, {N_ENVS} envs, batch {BATCH_SIZE}, "
         f"one gradient update per {UPDATES_PER_STEP} env steps on both sides, one CPU thread.  Ratio = cairnrl / "
         "peer within a round; median [min, max] over rounds (> 1: cairnrl is faster).",
@@ -204,7 +233,8 @@ def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summar
         "| entry | cairnrl | peer | metric | cairnrl | peer | ratio |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for entry, definition in ENTRIES.items():
+    for entry in online:
+        definition = ENTRIES[entry]
         rounds = [i for i in range(ROUNDS[mode]) if (entry, "cairnrl", i) in by_key and (entry, "peer", i) in by_key]
         numbers[entry] = {}
         for metric in METRICS:
@@ -221,36 +251,43 @@ def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summar
             lines.append(f"| {entry} | {definition['cairnrl'][0]} | {definition['peer'][0]} | {TITLES[metric]} | "
                          f"{np.median(ours):,.0f} | {np.median(theirs):,.0f} | {median:.2f} "
                          f"[{ratios.min():.2f}, {ratios.max():.2f}] |")
-    import csv
-
+    offline_lines, offline_ratios = _offline_summary(by_key, mode, rows, numbers)
+    lines += offline_lines
     with (report_dir / "speed.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["entry", "cairnrl", "peer", "metric", "cairnrl_median", "peer_median", "ratio_median",
                          "ratio_min", "ratio_max"])
         writer.writerows(rows)
-    entries = list(ENTRIES) + list(OFFLINE_ENTRIES)
-    pad = {name: values + [math.nan] * (len(entries) - len(values)) if name in TITLES else
-           [math.nan] * len(ENTRIES) + values for name, values in ratio_medians.items()}
-    figure = plot_bars(entries, {TITLES.get(name, name): values for name, values in pad.items()},
-                       report_dir / "speed_ratios.png", ylabel="cairnrl / peer (median)", reference=1.0,
-                       title="throughput ratio")
-    offline_lines, offline_ratios = _offline_summary(by_key, mode, rows, numbers)
-    lines += offline_lines
-    ratio_medians["offline updates/s"] = offline_ratios
-    lines += ["", "S3RL trains unmodified SB3 students and SEQUOIA has no open-source peer (see the sequoia and "
-              "sequoia_solvers sections).", "", "![speed ratios]({figures}/speed_ratios.png)"]
+    # One bar group per entry: the online metrics for the online pairs, offline updates/s for the offline pairs.
+    entries = online + offline_entries(mode)
+    bars = {TITLES[metric]: values + [math.nan] * len(offline_entries(mode)) for metric, values in ratio_medians.items()
+            if online}
+    bars["offline updates/s"] = [math.nan] * len(online) + offline_ratios
+    figure = plot_bars(entries, bars, report_dir / "speed_ratios.png", ylabel="cairnrl / peer (median)",
+                       reference=1.0, title="throughput ratio")
+    if online:
+        lines += ["", "S3RL trains unmodified SB3 students and SEQUOIA has no open-source peer (see the sequoia and "
+                  "sequoia_solvers sections)."]
+    lines += ["", "![speed ratios]({figures}/speed_ratios.png)"]
     return Summary(markdown="\n".join(lines), files=["speed.csv", figure.name], numbers=numbers)
+
+
+def _where(by_key: dict) -> str:
+    """Where the offline pairs ran, for the summary."""
+    gpus = sorted({result.result["gpu"] for result in by_key.values() if "gpu" in result.result})
+    return f"on {', '.join(gpus)} (one CPU thread for the host side)" if gpus else "one CPU thread"
 
 
 def _offline_summary(by_key: dict, mode: str, rows: list, numbers: dict) -> tuple[list[str], list[float]]:
     """Table lines and per-entry median ratios of the offline pairs (cairnrl vs d3rlpy updates/s)."""
-    lines = ["", f"Offline: {OFFLINE_ROUNDS[mode]} interleaved rounds of {OFFLINE_UPDATES[mode]:,} gradient updates "
+    rounds_text = "one round" if OFFLINE_ROUNDS[mode] == 1 else f"{OFFLINE_ROUNDS[mode]} interleaved rounds"
+    lines = ["", f"Offline: {rounds_text} of {OFFLINE_UPDATES[mode]:,} gradient updates "
              f"per run on {OFFLINE_DATA['episodes']} random {OFFLINE_ENV} episodes, batch 256, (256, 256) MLPs, "
-             "one CPU "
-             "thread; d3rlpy 2.8.1 in its own virtual environment.", "",
+             f"{_where(by_key)}; d3rlpy 2.8.1 in its own virtual environment. Entries named -bf16- run cairnrl in "
+             "mixed precision (precision=\"bf16\"); d3rlpy always runs in float32.", "",
              "| entry | cairnrl updates/s | d3rlpy updates/s | ratio |", "| --- | --- | --- | --- |"]
     medians = []
-    for entry in OFFLINE_ENTRIES:
+    for entry in offline_entries(mode):
         rounds = [i for i in range(OFFLINE_ROUNDS[mode])
                   if (entry, "cairnrl", i) in by_key and (entry, "peer", i) in by_key]
         if not rounds:

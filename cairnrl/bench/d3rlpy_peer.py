@@ -33,7 +33,7 @@ import torch
 from cairnrl.bench.locking import exclusive_lock
 from cairnrl.core.fileio import atomic_write
 from cairnrl.core.seeding import check_seed, spawn_seeds
-from cairnrl.core.validation import check_int
+from cairnrl.core.validation import check_choice, check_int
 from cairnrl.data.dataset import Dataset
 from cairnrl.data.scores import normalized_score, reference_key
 from cairnrl.exceptions import ConfigError, EnvError, PeerError
@@ -248,6 +248,7 @@ def run_d3rlpy(
     n_steps_per_epoch: int | None = None,
     progress: Callable[[int], None] | None = None,
     timeout: float | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Train d3rlpy's ``algorithm`` on ``dataset`` for ``n_steps`` gradient steps, then evaluate it on ``env_id``.
 
@@ -264,6 +265,7 @@ def run_d3rlpy(
         default ``n_steps`` (one epoch).
     :param progress: called with the gradient steps done after every epoch.
     :param timeout: seconds before the worker is killed (default: none).
+    :param device: ``"cpu"`` or ``"cuda"`` (d3rlpy's first GPU): where d3rlpy trains.
     :returns: the worker's result (``eval_returns``, ``eval_lengths``, ``eval_seeds``, ``fit_seconds``,
         ``updates_per_second``, ``epochs`` with the mean losses, d3rlpy's full ``config``, ``versions``) plus
         ``mean_return``, ``normalized_returns`` and ``normalized_mean`` (D4RL score of the mean return; None
@@ -281,6 +283,7 @@ def run_d3rlpy(
     if n_steps % per_epoch:
         raise ConfigError(f"n_steps_per_epoch must divide n_steps ({n_steps}), got {per_epoch}")
     overrides = _check_hyperparameters(hyperparameters)
+    device = check_choice("device", device, ("cpu", "cuda"))
     env_id = _check_env(env_id, dataset)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ConfigError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
@@ -292,7 +295,8 @@ def run_d3rlpy(
         raise ConfigError(f"python {python} does not exist; pass the d3rlpy venv's python or None to create it")
 
     job = {"algorithm": algorithm, "env_id": env_id, "n_steps": n_steps, "n_steps_per_epoch": per_epoch,
-           "seed": seed, "eval_seeds": eval_seeds(seed, eval_episodes), "hyperparameters": overrides}
+           "seed": seed, "eval_seeds": eval_seeds(seed, eval_episodes), "hyperparameters": overrides,
+           "device": f"{device}:0"}
     job_path, data_path, result_path, log_path = (out / "job.json", out / "dataset.npz", out / "result.json",
                                                   out / "worker.log")
     job_path.write_text(json.dumps(job, indent=1))

@@ -212,7 +212,7 @@ def run(job: dict[str, Any], data_path: str | Path, report: Callable[[int], None
     episodes = episodes_from_d4rl(read_arrays(data_path))
     dataset = build_replay_buffer(episodes)
     d3rlpy.seed(job["seed"])
-    algo = make_config(job["algorithm"], job["hyperparameters"]).create(device="cpu:0")
+    algo = make_config(job["algorithm"], job["hyperparameters"]).create(device=job.get("device", "cpu:0"))
     epochs: list[dict[str, Any]] = []
 
     def on_epoch(_algo: Any, epoch: int, total_step: int) -> None:

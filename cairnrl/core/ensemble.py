@@ -19,23 +19,35 @@ from cairnrl.core.validation import check_int, check_int_tuple
 
 class EnsembleLinear(nn.Module):
     """``n_members`` independent affine maps: ``[n, batch, in] -> [n, batch, out]`` (a shared ``[batch, in]`` input
-    is broadcast to every member)."""
+    is broadcast to every member).
 
-    def __init__(self, n_members: int, in_features: int, out_features: int) -> None:
+    :param full_precision: compute in float32 even inside an autocast region (an ensemble's output layer, as
+        :class:`~cairnrl.core.networks.OutputLinear`).
+    """
+
+    def __init__(self, n_members: int, in_features: int, out_features: int, full_precision: bool = False) -> None:
         super().__init__()
         self.n_members, self.in_features, self.out_features = n_members, in_features, out_features
+        self.full_precision = full_precision
         bound = 1.0 / math.sqrt(in_features)  # nn.Linear's default initialisation, member by member
         self.weight = nn.Parameter(torch.empty(n_members, in_features, out_features).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(n_members, 1, out_features).uniform_(-bound, bound))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.full_precision:
+            with torch.autocast(inputs.device.type, enabled=False):
+                return self._affine(inputs.float())
+        return self._affine(inputs)
+
+    def _affine(self, inputs: torch.Tensor) -> torch.Tensor:
         if inputs.dim() == 2:  # one input shared by all members: a single GEMM against the concatenated weights
             flat = inputs @ self.weight.transpose(0, 1).reshape(self.in_features, -1)
             return flat.view(len(inputs), self.n_members, self.out_features).transpose(0, 1) + self.bias
         return torch.baddbmm(self.bias, inputs, self.weight)
 
     def extra_repr(self) -> str:
-        return f"n_members={self.n_members}, in_features={self.in_features}, out_features={self.out_features}"
+        return (f"n_members={self.n_members}, in_features={self.in_features}, out_features={self.out_features}"
+                + (", full_precision=True" if self.full_precision else ""))
 
 
 class EnsembleMLP(nn.Module):
@@ -65,7 +77,8 @@ class EnsembleMLP(nn.Module):
                 layers.append(nn.LayerNorm(width))
             layers.append(activation())
             size = width
-        layers.append(EnsembleLinear(n_members, size, check_int("output_dim", output_dim, minimum=1)))
+        layers.append(EnsembleLinear(n_members, size, check_int("output_dim", output_dim, minimum=1),
+                                     full_precision=True))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:

@@ -25,8 +25,22 @@ def mlp(
         layers += [nn.Linear(size, width), activation()]
         size = width
     if output_dim is not None:
-        layers.append(nn.Linear(size, output_dim))
+        layers.append(OutputLinear(size, output_dim))
     return nn.Sequential(*layers)
+
+
+class OutputLinear(nn.Linear):
+    """A network's last affine layer, computed in float32 even inside an autocast region.
+
+    Under ``precision="bf16"`` the hidden layers' matrix products run in bfloat16 (8 significant bits), but the
+    values a network returns (Q-values, state values, action means) feed regression targets and log-likelihoods, so
+    they keep full precision: a Q-value of 300 in bfloat16 is only known to within 2. The state dict is
+    ``nn.Linear``'s.
+    """
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(inputs.device.type, enabled=False):
+            return super().forward(inputs.float())
 
 
 class OneHot(nn.Module):

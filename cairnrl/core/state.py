@@ -15,6 +15,7 @@ algorithm with four optimisers and three samplers writes no save/restore code at
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
@@ -40,6 +41,18 @@ class Stateful(Protocol):
 
 def _stateful_attributes(owner: object) -> list[tuple[str, Any]]:
     return sorted((name, value) for name, value in vars(owner).items() if not name.startswith("__"))
+
+
+def load_generator_state(generator: torch.Generator, saved: torch.Tensor, name: str) -> None:
+    """Continue ``generator`` from ``saved``; a state saved by another device type's generator (a model trained on
+    a GPU and loaded on the CPU, or back) cannot continue there, so ``generator`` keeps its fresh seeding and a
+    warning says that resumed training is not the uninterrupted run's (prediction is unaffected)."""
+    if saved.numel() == generator.get_state().numel():
+        generator.set_state(saved)
+        return
+    warnings.warn(f"the random stream {name!r} was saved on another device type than {generator.device.type!r} "
+                  "and cannot continue here; it restarts from the model's seed (exact resume needs the device type "
+                  "the checkpoint was saved on)", stacklevel=3)
 
 
 def gather_state(owner: object, saved_attributes: Iterable[str] = ()) -> tuple[dict[str, Any], ckpt.TensorGroups]:
@@ -86,7 +99,7 @@ def restore_state(
         elif isinstance(value, LRScheduler):
             value.load_state_dict(state["schedulers"][name])
         elif isinstance(value, torch.Generator):
-            value.set_state(group("generators")[name])
+            load_generator_state(value, group("generators")[name], name)
         elif isinstance(value, np.random.Generator):
             setattr(owner, name, restore_generator(state["np_generators"][name]))
         elif isinstance(value, Stateful):
@@ -94,8 +107,8 @@ def restore_state(
     tensors = groups.get(_TENSORS, {})
     for name in saved_attributes:
         if name in tensors:
-            current = getattr(owner, name, None)
-            device = current.device if isinstance(current, torch.Tensor) else "cpu"
+            current = getattr(owner, name, None)  # a tensor built already, else None: the owner's device
+            device = current.device if isinstance(current, torch.Tensor) else getattr(owner, "device", "cpu")
             setattr(owner, name, tensors[name].to(device))
         elif name in state["values"]:
             setattr(owner, name, state["values"][name])

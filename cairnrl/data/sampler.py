@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from cairnrl.core.seeding import check_seed
+from cairnrl.core.state import load_generator_state
 from cairnrl.core.validation import check_int
 from cairnrl.exceptions import ConfigError
 
@@ -73,8 +74,9 @@ class _SeededSampler:
         return {"generator": self._generator.get_state()}, {}
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-        """Continue the random stream saved by :meth:`state`."""
-        self._generator.set_state(tensors["generator"])
+        """Continue the random stream saved by :meth:`state` (on another device type: see
+        :func:`cairnrl.core.state.load_generator_state`)."""
+        load_generator_state(self._generator, tensors["generator"], "sampler")
 
 
 def _device(device: str | torch.device) -> torch.device:

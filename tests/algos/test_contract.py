@@ -5,6 +5,8 @@ Add one entry to ``CASES`` per algorithm: a small env id and fast hyperparameter
 ``OfflineAlgorithm``) learn from a small random Hopper dataset and use the env for evaluation only.
 """
 
+import inspect
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -89,11 +91,12 @@ def build(name, seed=0, **overrides):
     return ALGORITHMS[name]("MlpPolicy", env_id, seed=seed, **kwargs)
 
 
-def load(name, path):
+def load(name, path, device="auto"):
     env_id = CASES[name][0]
     if is_offline(name):
-        return ALGORITHMS[name].load(path, dataset=offline_dataset(), env=env_id, **EXTRA_DATA.get(name, dict)())
-    return ALGORITHMS[name].load(path, env=env_id)
+        return ALGORITHMS[name].load(path, dataset=offline_dataset(), env=env_id, device=device,
+                                     **EXTRA_DATA.get(name, dict)())
+    return ALGORITHMS[name].load(path, env=env_id, device=device)
 
 
 def test_every_algorithm_has_a_contract_case():
@@ -155,6 +158,56 @@ def test_resume_equals_uninterrupted(tmp_path, name):
     resumed.learn(steps, reset_num_timesteps=False)
     assert resumed.num_timesteps == uninterrupted.num_timesteps
     assert_same_parameters(uninterrupted, resumed)
+
+
+#: Offline algorithms with a ``precision`` switch: mixed precision must resume as exactly as float32 does.
+BF16_CASES = sorted(name for name in CASES if "precision" in inspect.signature(ALGORITHMS[name]).parameters)
+
+
+def test_the_offline_baselines_and_dual_rl_have_a_precision_switch():
+    assert {"iql", "td3bc", "bc", "fdvl", "recoil"} <= set(BF16_CASES)
+
+
+@pytest.mark.parametrize("name", BF16_CASES)
+def test_bf16_resume_equals_uninterrupted(tmp_path, name):
+    steps = CASES[name][2]
+    uninterrupted = build(name, seed=4, precision="bf16").learn(steps)
+    uninterrupted.learn(steps, reset_num_timesteps=False)
+    interrupted = build(name, seed=4, precision="bf16").learn(steps)
+    resumed = load(name, interrupted.save(tmp_path / "mid.zip"))
+    assert resumed.precision == "bf16"
+    resumed.learn(steps, reset_num_timesteps=False)
+    assert_same_parameters(uninterrupted, resumed)
+    fp32 = build(name, seed=4).learn(2 * steps)  # bfloat16 rounding really happened: the float32 run differs
+    with pytest.raises(AssertionError):
+        assert_same_parameters(fp32, resumed)
+
+
+CUDA_CASES = [pytest.param(name, {}, id=name) for name in sorted(CASES)] + [
+    pytest.param(name, {"precision": "bf16"}, id=f"{name}-bf16") for name in BF16_CASES]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(("name", "overrides"), CUDA_CASES)
+def test_cuda_end_to_end(tmp_path, name, overrides):
+    """device="cuda": learn, predict, save, load (on the GPU and on the CPU) and continue training."""
+    steps = CASES[name][2]
+    model = build(name, device="cuda", **overrides).learn(steps)
+    assert model.device.type == "cuda"
+    observations = _observations(model)
+    actions, _ = model.predict(observations, deterministic=True)
+    path = model.save(tmp_path / "model.zip")
+    loaded = load(name, path)  # device "auto": the GPU
+    assert loaded.device.type == "cuda"
+    assert np.array_equal(loaded.predict(observations, deterministic=True)[0], actions)
+    with warnings.catch_warnings():  # the GPU's random streams cannot continue on the CPU (a warning says so)
+        warnings.simplefilter("ignore")
+        on_cpu = load(name, path, device="cpu")
+    cpu_actions = on_cpu.predict(observations, deterministic=True)[0]
+    if np.issubdtype(np.asarray(actions).dtype, np.floating):
+        assert np.allclose(cpu_actions, actions, atol=1e-3)
+    loaded.learn(steps, reset_num_timesteps=False)
+    assert loaded.num_timesteps >= model.num_timesteps + steps
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

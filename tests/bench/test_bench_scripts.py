@@ -161,3 +161,26 @@ def test_speed_offline_pairs(tmp_path, monkeypatch):
     pair = summary.numbers["bc-vs-d3rlpy"]["updates_per_s"]
     assert pair["rounds"] == 2 and pair["peer"] == 10.5 and pair["cairnrl"] > 0
     assert pair["ratio_min"] <= pair["ratio_median"] <= pair["ratio_max"]
+
+
+def test_speed_scales_select_their_pairs(monkeypatch):
+    """quick/full: every pair on the CPU, the -bf16- ones in mixed precision; gpu: the float32 offline pairs on CUDA."""
+    quick = speed.runs(quick=True)
+    assert all("device" not in spec.config for spec in quick)
+    bf16 = [spec for spec in quick if "-bf16-" in spec.task]
+    assert {spec.config["algorithm"] for spec in bf16 if spec.family == "cairnrl"} == {
+        "iql", "td3bc", "bc", "fdvl", "recoil"}
+    for spec in bf16:
+        plain = speed.OFFLINE_ENTRIES[spec.task.replace("-bf16", "")]
+        if spec.family == "cairnrl":
+            assert spec.config["hyperparameters"] == {**plain["cairnrl"][1], "precision": "bf16"}
+        else:
+            assert spec.config["hyperparameters"] == plain["peer"][1]  # d3rlpy's side unchanged
+    monkeypatch.setenv(speed.SCALE_VARIABLE, "gpu")
+    gpu = speed.runs(quick=False)
+    assert gpu and all(spec.config.get("device") == "cuda" and "-bf16-" not in spec.task for spec in gpu)
+    assert {spec.task for spec in gpu} == set(speed.offline_entries("gpu")) and len(gpu) == 2 * len(
+        speed.offline_entries("gpu"))
+    monkeypatch.setenv(speed.SCALE_VARIABLE, "tpu")
+    with pytest.raises(ConfigError, match="CAIRNRL_SPEED_SCALE must be one of"):
+        speed.runs(quick=False)

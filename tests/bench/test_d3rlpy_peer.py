@@ -155,6 +155,7 @@ def test_run_d3rlpy_validates_before_touching_the_venv(tmp_path, monkeypatch):
         ({"env_id": "Pendulum-v1"}, ConfigError, r"observation shape \(11,\) does not match env 'Pendulum-v1'"),
         ({"env_id": "CartPole-v1"}, EnvError, "continuous"),
         ({"python": tmp_path / "missing" / "python"}, ConfigError, "does not exist"),
+        ({"device": "tpu"}, ConfigError, r"device must be one of \['cpu', 'cuda'\]"),
     ]
     for change, error, message in cases:
         with pytest.raises(error, match=message):
@@ -218,6 +219,11 @@ def test_offline_benchmark_is_declared(tmp_path):
                                                   for algo in ("iql", "td3bc", "bc")}
     assert {spec.config["updates"] for spec in quick} == {1000}
     assert offline.EXPERIMENT.specs(True) == quick
+    for spec in quick:  # cairnrl in mixed precision, d3rlpy with its overrides, both recorded in the spec
+        expected = (offline.CAIRNRL_HYPERPARAMETERS if spec.family == "cairnrl"
+                    else offline.D3RLPY_HYPERPARAMETERS[spec.config["algorithm"]])
+        assert spec.config["hyperparameters"] == expected
+    assert offline.CAIRNRL_HYPERPARAMETERS == {"precision": "bf16"}
 
 
 def test_offline_summary(tmp_path):
@@ -242,6 +248,7 @@ def test_offline_summary(tmp_path):
         assert aggregates[name]["optimality gap"][0] == pytest.approx((max(100 - a, 0) + max(100 - b, 0)) / 2)
     assert summary.numbers["updates_per_second"]["d3rlpy-iql"] == {"median": 10.5, "min": 10.0, "max": 11.0}
     assert "| hopper-medium | 7 | 5.0 | 30.0 ± 0.0 |" in summary.markdown
+    assert "cairnrl runs with precision='bf16'" in summary.markdown
     for name in summary.files:
         assert (tmp_path / name).is_file()
 

@@ -80,3 +80,34 @@ def test_optimizer_state_round_trip():
     assert fresh.param_groups[0]["lr"] == 0.1
     for key in ("exp_avg", "exp_avg_sq", "step"):
         assert torch.equal(fresh.state[net.weight][key], optimizer.state[net.weight][key])
+
+
+def test_a_generator_state_from_another_device_type_restarts_with_a_warning():
+    """A CUDA generator's state (16 bytes) cannot continue a CPU generator: fresh seeding is kept, with a warning."""
+    from cairnrl.core.state import load_generator_state
+
+    generator = torch.Generator().manual_seed(5)
+    expected = torch.Generator().manual_seed(5).get_state()
+    with pytest.warns(UserWarning, match="another device type"):
+        load_generator_state(generator, torch.zeros(16, dtype=torch.uint8), "noise")
+    assert torch.equal(generator.get_state(), expected)
+    saved = torch.Generator().manual_seed(9).get_state()
+    load_generator_state(generator, saved, "noise")
+    assert torch.equal(generator.get_state(), saved)
+
+
+def test_saved_tensors_return_to_the_models_device():
+    """A saved tensor attribute that the fresh model has not built yet (None) is restored on the model's device."""
+    from cairnrl.core.state import gather_state, restore_state
+
+    class Model:
+        def __init__(self, device):
+            self.device = torch.device(device)
+            self.kept = None
+
+    trained = Model("cpu")
+    trained.kept = torch.arange(3.0)
+    state, groups = gather_state(trained, ["kept"])
+    fresh = Model("meta")  # stands in for a GPU: any device other than the checkpoint's
+    restore_state(fresh, state, groups, ["kept"])
+    assert fresh.kept.device.type == "meta" and fresh.kept.shape == (3,)

@@ -34,9 +34,12 @@ from cairnrl.core import checkpoint as ckpt
 from cairnrl.core.base import BaseAlgorithm, GymEnv, check_policy
 from cairnrl.core.evaluation import evaluate
 from cairnrl.core.seeding import spawn_seeds
-from cairnrl.core.validation import check_int
+from cairnrl.core.validation import check_choice, check_int
 from cairnrl.data import Dataset, TransitionBatch, TransitionSampler, load, normalized_score
 from cairnrl.exceptions import CheckpointError, ConfigError, DatasetError, EnvError
+
+#: ``precision`` choices: full float32, or bfloat16 autocast (mixed precision).
+PRECISIONS = ("fp32", "bf16")
 
 #: SeedSequence keys of the streams an offline run derives from its seed.
 _SAMPLER_KEY = 20
@@ -81,6 +84,11 @@ class OfflineAlgorithm(BaseAlgorithm):
     :param batch_size: transitions per gradient update.
     :param eval_freq: evaluate on ``env`` every this many updates (0 = never during training).
     :param eval_episodes: episodes per periodic evaluation.
+    :param precision: ``"fp32"``, or ``"bf16"`` for mixed precision: each update runs under ``torch.autocast`` with
+        bfloat16, so the hidden layers' matrix products take bfloat16 inputs while parameters, optimiser state,
+        gradients, the networks' outputs (:class:`~cairnrl.core.networks.OutputLinear`) and the losses stay
+        float32. About twice the updates/s on CPUs with native bfloat16 (AVX512-BF16, AMX) and on recent GPUs, at
+        the cost of bfloat16 rounding inside the networks; acting and evaluation always run in float32.
     """
 
     progress_unit: ClassVar[str] = "update"
@@ -101,6 +109,7 @@ class OfflineAlgorithm(BaseAlgorithm):
         tensorboard_log: str | None,
         verbose: int,
         final_eval_episodes: int,
+        precision: str = "fp32",
     ) -> None:
         super().__init__(
             seed=seed,
@@ -112,6 +121,7 @@ class OfflineAlgorithm(BaseAlgorithm):
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.eval_freq = check_int("eval_freq", eval_freq, minimum=0)
         self.eval_episodes = check_int("eval_episodes", eval_episodes, minimum=1)
+        self.precision = check_choice("precision", precision, PRECISIONS)
         self.dataset: Dataset | None = None
         self.dataset_source: str | None = None
         self.dataset_hash: str | None = None
@@ -154,6 +164,10 @@ class OfflineAlgorithm(BaseAlgorithm):
         if name not in self._compiled_functions:
             self._compiled_functions[name] = torch.compile(function, dynamic=False)
         return self._compiled_functions[name]
+
+    def _precision_context(self) -> torch.autocast:
+        """The autocast region one update runs in: bfloat16 matrix products for ``precision="bf16"``, else none."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     # ------------------------------------------------------------------ data and env
     def _initialize(self, env: GymEnv | None, dataset: Dataset | str | Path | None = None) -> None:
@@ -220,7 +234,8 @@ class OfflineAlgorithm(BaseAlgorithm):
         self._update_time = 0.0
         while self.num_timesteps < self._total_timesteps:
             started = time.perf_counter()
-            losses = self._train_step(self.sampler.sample())
+            with self._precision_context():
+                losses = self._train_step(self.sampler.sample())
             self._update_time += time.perf_counter() - started
             for name, value in losses.items():
                 sums[name] = sums[name] + value.detach() if name in sums else value.detach().clone()

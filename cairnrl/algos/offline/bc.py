@@ -28,6 +28,8 @@ class BC(OfflineAlgorithm):
 
     :param policy_type: ``"deterministic"`` (mean squared error) or ``"gaussian"`` (log-likelihood).
     :param normalize_observations: standardise states with the dataset's statistics.
+    :param precision: ``"fp32"`` or ``"bf16"`` (mixed precision, about twice the updates/s on CPUs with native
+        bfloat16; see :class:`~cairnrl.algos.offline.OfflineAlgorithm`).
     """
 
     algorithm_name = "BC"
@@ -46,6 +48,7 @@ class BC(OfflineAlgorithm):
         batch_size: int = 256,
         net_arch: tuple[int, ...] = (256, 256),
         normalize_observations: bool = False,
+        precision: str = "fp32",
         eval_freq: int = 5000,
         eval_episodes: int = 10,
         seed: int | None = None,
@@ -56,7 +59,7 @@ class BC(OfflineAlgorithm):
     ) -> None:
         super().__init__(batch_size=batch_size, eval_freq=eval_freq, eval_episodes=eval_episodes, seed=seed,
                          device=device, tensorboard_log=tensorboard_log, verbose=verbose,
-                         final_eval_episodes=final_eval_episodes)
+                         final_eval_episodes=final_eval_episodes, precision=precision)
         self.policy = check_policy_alias(policy)
         self.policy_type = check_choice("policy_type", policy_type, POLICY_TYPES)
         self.learning_rate = check_float("learning_rate", learning_rate, low=0.0, low_inclusive=False)

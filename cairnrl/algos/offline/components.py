@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from cairnrl.core.ensemble import EnsembleMLP
+from cairnrl.core.networks import OutputLinear
 from cairnrl.data import Dataset
 from cairnrl.exceptions import ConfigError, DatasetError
 
@@ -51,7 +52,7 @@ class ValueNetwork(nn.Module):
         for width in hidden:
             layers += [nn.Linear(size, width), *([nn.LayerNorm(width)] if layer_norm else []), nn.ReLU()]
             size = width
-        layers.append(nn.Linear(size, 1))
+        layers.append(OutputLinear(size, 1))
         self.net = nn.Sequential(*layers)
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:

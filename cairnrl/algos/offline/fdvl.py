@@ -103,6 +103,8 @@ class FDVL(OfflineAlgorithm):
     :param reward_normalization: ``"return_range"`` (MuJoCo: rewards x 1000 / (max - min episode return)) or
         ``"none"``.
     :param compile_graph: run the loss computations through ``torch.compile``.
+    :param precision: ``"fp32"`` or ``"bf16"`` (mixed precision, about twice the updates/s on CPUs with native
+        bfloat16; see :class:`~cairnrl.algos.offline.OfflineAlgorithm`).
     """
 
     algorithm_name = "FDVL"
@@ -136,6 +138,7 @@ class FDVL(OfflineAlgorithm):
         actor_lr_decay_steps: int | None = 1_000_000,
         reward_normalization: str = "return_range",
         compile_graph: bool = False,
+        precision: str = "fp32",
         eval_freq: int = 5000,
         eval_episodes: int = 10,
         seed: int | None = None,
@@ -153,6 +156,7 @@ class FDVL(OfflineAlgorithm):
             tensorboard_log=tensorboard_log,
             verbose=verbose,
             final_eval_episodes=final_eval_episodes,
+            precision=precision,
         )
         self.policy = check_policy_alias(policy)
         self.f = check_choice("f", f, F_DIVERGENCES)

@@ -81,6 +81,8 @@ class ReCOIL(OfflineAlgorithm):
     :param value_layer_norm: LayerNorm in V (off in the authors' MuJoCo configuration, on for Kitchen and Adroit).
     :param actor_lr_decay_steps: updates over which the actor's learning rate decays to 0 (cosine); ``None`` keeps
         it constant.
+    :param precision: ``"fp32"`` or ``"bf16"`` (mixed precision, about twice the updates/s on CPUs with native
+        bfloat16; see :class:`~cairnrl.algos.offline.OfflineAlgorithm`).
     """
 
     algorithm_name = "ReCOIL"
@@ -111,6 +113,7 @@ class ReCOIL(OfflineAlgorithm):
         net_arch: tuple[int, ...] = (256, 256),
         value_layer_norm: bool = False,
         actor_lr_decay_steps: int | None = 1_000_000,
+        precision: str = "fp32",
         eval_freq: int = 5000,
         eval_episodes: int = 10,
         seed: int | None = None,
@@ -128,6 +131,7 @@ class ReCOIL(OfflineAlgorithm):
             tensorboard_log=tensorboard_log,
             verbose=verbose,
             final_eval_episodes=final_eval_episodes,
+            precision=precision,
         )
         self.policy = check_policy_alias(policy)
         self.variant = check_choice("variant", variant, VARIANTS)

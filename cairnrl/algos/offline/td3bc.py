@@ -41,6 +41,8 @@ class TD3BC(OfflineAlgorithm):
     :param noise_clip: clip of that noise.
     :param policy_delay: critic updates per actor (and target) update.
     :param normalize_observations: standardise states with the dataset's statistics (section 5).
+    :param precision: ``"fp32"`` or ``"bf16"`` (mixed precision, about twice the updates/s on CPUs with native
+        bfloat16; see :class:`~cairnrl.algos.offline.OfflineAlgorithm`).
     """
 
     algorithm_name = "TD3BC"
@@ -65,6 +67,7 @@ class TD3BC(OfflineAlgorithm):
         policy_delay: int = 2,
         net_arch: tuple[int, ...] = (256, 256),
         normalize_observations: bool = True,
+        precision: str = "fp32",
         eval_freq: int = 5000,
         eval_episodes: int = 10,
         seed: int | None = None,
@@ -75,7 +78,7 @@ class TD3BC(OfflineAlgorithm):
     ) -> None:
         super().__init__(batch_size=batch_size, eval_freq=eval_freq, eval_episodes=eval_episodes, seed=seed,
                          device=device, tensorboard_log=tensorboard_log, verbose=verbose,
-                         final_eval_episodes=final_eval_episodes)
+                         final_eval_episodes=final_eval_episodes, precision=precision)
         self.policy = check_policy_alias(policy)
         self.learning_rate = check_float("learning_rate", learning_rate, low=0.0, low_inclusive=False)
         self.gamma = check_float("gamma", gamma, low=0.0, high=1.0)
