@@ -8,15 +8,17 @@
   ``rcsl`` (the same output policy trained on the dataset's own trajectories: return-conditioned, no model, the
   "cannot stitch" case); ``bc`` and ``%bc`` (deterministic BC on all data / on the top 10% of trajectories by
   return). The paper's networks and epochs are scaled down (``MBRCSL_SETTINGS``) to fit two CPU cores.
+* **CQL** (``cql``): d3rlpy 2.8.1's CQL with its defaults, trained in its own virtual env
+  (:mod:`cairnrl.bench.d3rlpy_peer`) for the BC arms' update budget; the maze is a cairnrl env the venv cannot
+  make, so the trained policy stays in the worker and answers our episodes' observations
+  (:func:`~cairnrl.bench.d3rlpy_peer.serve_d3rlpy`), evaluated with the same protocol.
 * **Evaluation** (the paper's protocol): 10 episodes of 200 steps at reset seeds derived from the run's seed, the
   env's ``terminated`` ignored (the env never sets it), the raw dense return ``sum exp(-||p - goal||)``; return-
   conditioned policies start from their target return and subtract the env's rewards.
 * **Statistics**: IQM, mean, median with 95% stratified bootstrap CIs over seeds (rliable), and a plot of the first
   evaluation episode of every seed on the maze.
 
-Not included: CQL from d3rlpy. The d3rlpy worker evaluates in its own virtual env on Gymnasium ids it can make
-there, and this maze is a cairnrl env; running it needs the worker to evaluate through a policy server or to ship
-the maze, which is future work. The paper reports (recalled, unverified) MBRCSL 91.5, DT 57.2, %BC 54.0, CQL 34.8
+The paper reports (recalled, unverified) MBRCSL 91.5, DT 57.2, %BC 54.0, CQL 34.8
 on its MuJoCo maze; our maze's returns are on a similar but not equal scale.
 """
 
@@ -86,6 +88,7 @@ ALGORITHMS: dict[str, dict[str, Any]] = {  # in order of importance: a partial s
     "rcsl": {"family": "mbrcsl", "kwargs": {"output_data": "dataset"}},
     "%bc": {"family": "bc", "top_fraction": 0.1},
     "bc": {"family": "bc", "top_fraction": 1.0},
+    "cql": {"family": "d3rlpy", "algorithm": "cql", "hyperparameters": {}},
     "mbrcsl-mlp-behavior": {
         "family": "mbrcsl",
         "kwargs": {"behavior_policy": "gaussian", "behavior_net_arch": (256, 256)},
@@ -106,6 +109,10 @@ def runs(quick: bool) -> list[RunSpec]:
             if algorithm["family"] == "mbrcsl":
                 config = {"kwargs": json.loads(json.dumps({**MBRCSL_SETTINGS[mode], **algorithm["kwargs"]}))}
                 steps = PLANNED_UPDATES[mode]
+            elif algorithm["family"] == "d3rlpy":  # the same update budget as the BC arms
+                config = {"algorithm": algorithm["algorithm"], "hyperparameters": algorithm["hyperparameters"],
+                          "updates": BC_SETTINGS[mode]["updates"]}
+                steps = BC_SETTINGS[mode]["updates"]
             else:
                 config = {"top_fraction": algorithm["top_fraction"], "updates": BC_SETTINGS[mode]["updates"]}
                 steps = BC_SETTINGS[mode]["updates"]
@@ -123,6 +130,11 @@ def runs(quick: bool) -> list[RunSpec]:
 
 
 # ================================================================ one run
+def _epoch(updates: int) -> int:
+    """d3rlpy's epoch length for a run of ``updates``: progress reports every 1,000 updates where that divides."""
+    return 1000 if updates % 1000 == 0 else updates
+
+
 class _Progress(BaseCallback):
     """Reports the update count to the suite's progress bar every 100 updates."""
 
@@ -192,6 +204,15 @@ def execute(spec: RunSpec, context: RunContext) -> dict[str, Any]:
             "dynamics_holdout_mse": model.dynamics_trainer.last_holdout_mse.tolist(),
             "kept_returns": (None if model.kept_rewards is None else model.kept_rewards.sum(1).tolist()),
         }
+    elif spec.family == "d3rlpy":
+        from cairnrl.bench.d3rlpy_peer import serve_d3rlpy
+
+        with serve_d3rlpy(config["algorithm"], dataset, config["updates"], spec.seed, context.run_dir,
+                          config["hyperparameters"], n_steps_per_epoch=_epoch(config["updates"]),
+                          progress=context.progress) as policy:
+            returns, paths = run_episodes(lambda obs, rtg: policy(obs), None, spec.seed)
+        assert policy.result is not None
+        extra = {"updates": config["updates"], "updates_per_second": policy.result["updates_per_second"]}
     else:
         data = dataset
         if config["top_fraction"] < 1.0:
@@ -299,8 +320,8 @@ def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summar
 
 EXPERIMENT = Experiment(
     name="mbrcsl",
-    description="MBRCSL vs BC, %BC and RCSL without a model (plus the MLP-behaviour and Gaussian-RCSL ablations) on "
-    "the point-maze stitching data: raw dense return, IQM with 95% CIs, learned trajectories.",
+    description="MBRCSL vs BC, %BC, RCSL without a model and d3rlpy CQL (plus the MLP-behaviour and Gaussian-RCSL "
+    "ablations) on the point-maze stitching data: raw dense return, IQM with 95% CIs, learned trajectories.",
     runs=runs,
     execute=execute,
     summarize=summarize,

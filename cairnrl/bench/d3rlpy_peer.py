@@ -22,7 +22,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -272,31 +273,15 @@ def run_d3rlpy(
         for envs without reference scores) and ``wall_time_s`` (including the worker's start).
     :raises PeerError: when the venv cannot be made or the worker fails (its last output lines are quoted).
     """
-    if algorithm not in ALGORITHMS:
-        raise ConfigError(f"algorithm must be one of {list(ALGORITHMS)}, got {algorithm!r}")
-    if not isinstance(dataset, Dataset):
-        raise ConfigError(f"dataset must be a cairnrl.data.Dataset, got {type(dataset).__name__}")
-    n_steps = check_int("n_steps", n_steps, minimum=1)
-    seed = check_seed(seed)
+    job = _training_job(algorithm, dataset, n_steps, seed, hyperparameters, n_steps_per_epoch, device)
     eval_episodes = check_int("eval_episodes", eval_episodes, minimum=1)
-    per_epoch = n_steps if n_steps_per_epoch is None else check_int("n_steps_per_epoch", n_steps_per_epoch, minimum=1)
-    if n_steps % per_epoch:
-        raise ConfigError(f"n_steps_per_epoch must divide n_steps ({n_steps}), got {per_epoch}")
-    overrides = _check_hyperparameters(hyperparameters)
-    device = check_choice("device", device, ("cpu", "cuda"))
     env_id = _check_env(env_id, dataset)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ConfigError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if python is None:
-        python = ensure_d3rlpy_env()
-    elif not Path(python).is_file():
-        raise ConfigError(f"python {python} does not exist; pass the d3rlpy venv's python or None to create it")
-
-    job = {"algorithm": algorithm, "env_id": env_id, "n_steps": n_steps, "n_steps_per_epoch": per_epoch,
-           "seed": seed, "eval_seeds": eval_seeds(seed, eval_episodes), "hyperparameters": overrides,
-           "device": f"{device}:0"}
+    python = _venv_python(python)
+    job.update(env_id=env_id, eval_seeds=eval_seeds(job["seed"], eval_episodes))
     job_path, data_path, result_path, log_path = (out / "job.json", out / "dataset.npz", out / "result.json",
                                                   out / "worker.log")
     job_path.write_text(json.dumps(job, indent=1))
@@ -319,6 +304,149 @@ def run_d3rlpy(
     result["normalized_returns"], result["normalized_mean"] = _normalized(env_id, returns)
     result["wall_time_s"] = time.perf_counter() - clock
     return result
+
+
+class ServedPolicy:
+    """Deterministic actions of a trained d3rlpy policy that stays in its worker process (:func:`serve_d3rlpy`).
+
+    Call it with one observation or a batch (rows); it returns float32 actions of the same leading shape.
+    ``result`` holds the worker's numbers (``updates_per_second``, ``fit_seconds``, ``epochs``, ...) once the
+    ``with`` block has ended.
+    """
+
+    def __init__(self, process: subprocess.Popen, observation_dim: int, progress: Callable[[int], None] | None,
+                 stray: list[str]) -> None:
+        self._process, self._observation_dim, self._progress, self._stray = process, observation_dim, progress, stray
+        self.result: dict[str, Any] | None = None
+
+    def _next(self, event: str) -> dict[str, Any]:
+        """The next protocol message, which must be ``event`` (progress lines are forwarded on the way)."""
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError:
+                self._stray.append(line)
+                continue
+            if isinstance(message, dict) and message.get("event") == "progress":
+                if self._progress is not None:
+                    self._progress(int(message["steps"]))
+                continue
+            if isinstance(message, dict) and message.get("event") == event:
+                return message
+            raise PeerError(f"the d3rlpy worker sent {str(message)[:200]!r} where {event!r} was expected")
+        raise PeerError(f"the d3rlpy worker ended before sending {event!r}")
+
+    def __call__(self, observations: np.ndarray) -> np.ndarray:
+        rows = np.asarray(observations, dtype=np.float32)
+        single = rows.ndim == 1
+        rows = rows.reshape(-1, self._observation_dim)
+        assert self._process.stdin is not None
+        self._process.stdin.write(json.dumps(rows.astype(np.float64).tolist()) + "\n")
+        self._process.stdin.flush()
+        actions = np.asarray(self._next("actions")["actions"], dtype=np.float32)
+        return actions[0] if single else actions
+
+
+@contextmanager
+def serve_d3rlpy(
+    algorithm: str,
+    dataset: Dataset,
+    n_steps: int,
+    seed: int,
+    out_dir: str | Path,
+    hyperparameters: dict[str, Any] | None = None,
+    python: str | Path | None = None,
+    *,
+    n_steps_per_epoch: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    device: str = "cpu",
+) -> Iterator[ServedPolicy]:
+    """Train d3rlpy's ``algorithm`` like :func:`run_d3rlpy`, then keep the worker alive to act, for envs the venv
+    cannot make (cairnrl's own): the caller runs the episodes with the yielded :class:`ServedPolicy`.
+
+    ::
+
+        with serve_d3rlpy("cql", dataset, 20_000, seed=0, out_dir="runs/cql") as policy:
+            action = policy(observation)
+        policy.result["updates_per_second"]
+
+    Arguments as :func:`run_d3rlpy`'s.  The worker exits when the block ends (its ``result.json`` is then read
+    into ``policy.result``); an error inside the block kills it.
+    :raises PeerError: when the worker fails, exits early or breaks the protocol.
+    """
+    job = _training_job(algorithm, dataset, n_steps, seed, hyperparameters, n_steps_per_epoch, device)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    python = _venv_python(python)
+    job.update(env_id=None, eval_seeds=[], serve=True)
+    job_path, data_path, result_path, log_path = (out / "job.json", out / "dataset.npz", out / "result.json",
+                                                  out / "worker.log")
+    job_path.write_text(json.dumps(job, indent=1))
+    result_path.unlink(missing_ok=True)
+    export_d4rl_npz(dataset, data_path)
+    stray: list[str] = []
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(python), "-I", str(WORKER), "--config", str(job_path), "--data", str(data_path),
+             "--out", str(result_path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=_clean_environment(),
+        )
+        policy = ServedPolicy(process, int(np.prod(dataset.observation_space.shape)), progress, stray)
+        try:
+            try:
+                policy._next("serving")
+            finally:
+                data_path.unlink(missing_ok=True)
+            yield policy
+            assert process.stdin is not None
+            process.stdin.close()
+            for line in process.stdout or ():
+                stray.append(line)
+            code = process.wait()
+        except PeerError as error:
+            process.kill()
+            process.wait()
+            log.flush()
+            raise PeerError(f"{error} (log {log_path}); last lines: "
+                            f"{_tail(log_path.read_text(errors='replace'), _WORKER_TAIL_LINES)}") from None
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            log.write("".join(stray[-_WORKER_TAIL_LINES:]))
+    if code != 0 or not result_path.is_file():
+        raise PeerError(f"the d3rlpy {algorithm} worker failed (exit {code}) while serving (log {log_path}); last "
+                        f"lines: {_tail(log_path.read_text(errors='replace'), _WORKER_TAIL_LINES)}")
+    policy.result = json.loads(result_path.read_text())
+
+
+def _training_job(algorithm: str, dataset: Dataset, n_steps: int, seed: int, hyperparameters: dict[str, Any] | None,
+                  n_steps_per_epoch: int | None, device: str) -> dict[str, Any]:
+    """The validated training part of a worker job (``env_id`` and ``eval_seeds`` are added by the caller)."""
+    if algorithm not in ALGORITHMS:
+        raise ConfigError(f"algorithm must be one of {list(ALGORITHMS)}, got {algorithm!r}")
+    if not isinstance(dataset, Dataset):
+        raise ConfigError(f"dataset must be a cairnrl.data.Dataset, got {type(dataset).__name__}")
+    n_steps = check_int("n_steps", n_steps, minimum=1)
+    seed = check_seed(seed)
+    per_epoch = n_steps if n_steps_per_epoch is None else check_int("n_steps_per_epoch", n_steps_per_epoch, minimum=1)
+    if n_steps % per_epoch:
+        raise ConfigError(f"n_steps_per_epoch must divide n_steps ({n_steps}), got {per_epoch}")
+    overrides = _check_hyperparameters(hyperparameters)
+    device = check_choice("device", device, ("cpu", "cuda"))
+    return {"algorithm": algorithm, "n_steps": n_steps, "n_steps_per_epoch": per_epoch, "seed": seed,
+            "hyperparameters": overrides, "device": f"{device}:0"}
+
+
+def _venv_python(python: str | Path | None) -> Path:
+    """``python`` if it exists, else the d3rlpy venv's (created on first use)."""
+    if python is None:
+        return ensure_d3rlpy_env()
+    if not Path(python).is_file():
+        raise ConfigError(f"python {python} does not exist; pass the d3rlpy venv's python or None to create it")
+    return Path(python)
 
 
 def _run_worker(command: list[str], log_path: Path, progress: Callable[[int], None] | None,

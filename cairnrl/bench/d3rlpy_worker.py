@@ -19,6 +19,12 @@ gymnasium 1.0, torch and numpy, but not cairnrl)::
 While training, one JSON line ``{"event": "progress", "steps": N}`` per epoch goes to stdout; d3rlpy's own log
 goes to stderr.  Errors in the job or the data exit with status 2 and one line ``d3rlpy worker: error: ...``.
 
+A job with ``"serve": true`` (for envs this venv cannot make, such as cairnrl's own) is not evaluated here:
+after training the worker writes ``{"event": "serving"}`` and then answers every stdin line, a JSON list of
+observation rows, with one ``{"event": "actions", "actions": [...]}`` line of deterministic actions, until stdin
+closes; then it writes ``result.json`` (with empty evaluation lists) and exits.  The parent process runs the
+episodes, so the policy never leaves this process (d3rlpy models are pickles).
+
 Episodes are handed to d3rlpy without loss.  ``d3rlpy.dataset.MDPDataset`` would slice the flat arrays into
 episodes of ``T`` observations and, having no final observation for an episode that did not terminate, drop its
 last step (``Episode.transition_count``).  Here such an episode gets its final observation (the last
@@ -136,7 +142,9 @@ def read_job(path: str | Path) -> dict[str, Any]:
             raise WorkerError(f"{key} must be a positive integer, got {job[key]!r}")
     if job["n_steps"] % job["n_steps_per_epoch"]:
         raise WorkerError(f"n_steps {job['n_steps']} is not a multiple of n_steps_per_epoch {job['n_steps_per_epoch']}")
-    if not job["eval_seeds"] or not all(isinstance(seed, int) for seed in job["eval_seeds"]):
+    if not isinstance(job.get("serve", False), bool):
+        raise WorkerError(f"serve must be true or false, got {job['serve']!r}")
+    if not job.get("serve") and (not job["eval_seeds"] or not all(isinstance(s, int) for s in job["eval_seeds"])):
         raise WorkerError(f"eval_seeds must be a non-empty list of integers, got {job['eval_seeds']!r}")
     if not isinstance(job["hyperparameters"], dict):
         raise WorkerError(f"hyperparameters must be a JSON object, got {job['hyperparameters']!r}")
@@ -198,10 +206,27 @@ def evaluate(algo: Any, env_id: str, seeds: list[int]) -> tuple[list[float], lis
     return returns, lengths
 
 
-def run(job: dict[str, Any], data_path: str | Path, report: Callable[[int], None] | None = None) -> dict[str, Any]:
+def serve_actions(algo: Any, requests: Any, send: Callable[[dict[str, Any]], None]) -> int:
+    """Answer each line of ``requests`` (a JSON list of observation rows) with the deterministic actions; returns
+    the number of requests answered when ``requests`` ends."""
+    send({"event": "serving"})
+    answered = 0
+    for line in requests:
+        observations = np.asarray(json.loads(line), dtype=np.float32)
+        if observations.ndim != 2:
+            raise WorkerError(f"a request must be a list of observation rows, got shape {observations.shape}")
+        send({"event": "actions", "actions": np.asarray(algo.predict(observations), dtype=np.float64).tolist()})
+        answered += 1
+    return answered
+
+
+def run(job: dict[str, Any], data_path: str | Path, report: Callable[[int], None] | None = None,
+        serve: Callable[[Any], int] | None = None) -> dict[str, Any]:
     """Train and evaluate as ``job`` says; the result dict written to ``result.json``.
 
     :param report: called with the number of gradient steps done after every epoch.
+    :param serve: for a ``"serve"`` job, called with the trained algorithm instead of the evaluation (see the
+        module docstring); returns the number of requests answered.
     """
     import d3rlpy
     import gymnasium
@@ -241,7 +266,14 @@ def run(job: dict[str, Any], data_path: str | Path, report: Callable[[int], None
     updates_per_second = ((job["n_steps"] - 1) / loop_seconds if job["n_steps"] > 1 and loop_seconds > 0
                           else job["n_steps"] / (fit_end - fit_start))
     eval_start = time.perf_counter()
-    returns, lengths = evaluate(algo, job["env_id"], job["eval_seeds"])
+    served = None
+    if job.get("serve"):
+        if serve is None:
+            raise WorkerError("a serve job needs a request channel (run it through main())")
+        served = serve(algo)
+        returns, lengths = [], []
+    else:
+        returns, lengths = evaluate(algo, job["env_id"], job["eval_seeds"])
     return {
         "algorithm": job["algorithm"],
         "env_id": job["env_id"],
@@ -250,6 +282,7 @@ def run(job: dict[str, Any], data_path: str | Path, report: Callable[[int], None
         "eval_seeds": job["eval_seeds"],
         "eval_returns": returns,
         "eval_lengths": lengths,
+        "requests_served": served,
         "fit_seconds": fit_end - fit_start,
         "updates_per_second": updates_per_second,
         "eval_seconds": time.perf_counter() - eval_start,
@@ -272,12 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     # The protocol owns stdout; d3rlpy's structlog (bound at first use, after this) and prints go to stderr.
     channel, sys.stdout = sys.stdout, sys.stderr
 
-    def report(steps: int) -> None:
-        channel.write(json.dumps({"event": "progress", "steps": steps}) + "\n")
+    def send(message: dict[str, Any]) -> None:
+        channel.write(json.dumps(message) + "\n")
         channel.flush()
 
     try:
-        result = run(read_job(args.config), args.data, report)
+        result = run(read_job(args.config), args.data, lambda steps: send({"event": "progress", "steps": steps}),
+                     lambda algo: serve_actions(algo, sys.stdin, send))
     except WorkerError as error:
         print(f"d3rlpy worker: error: {error}", file=sys.stderr)
         return 2

@@ -112,6 +112,11 @@ def test_worker_job_validation(tmp_path):
         path.write_text(json.dumps({**job, **change}))
         with pytest.raises(worker.WorkerError, match=message):
             worker.read_job(path)
+    path.write_text(json.dumps({**job, "eval_seeds": [], "env_id": None, "serve": True}))
+    assert worker.read_job(path)["serve"] is True  # a served policy is evaluated by the parent: no seeds here
+    path.write_text(json.dumps({**job, "serve": "yes"}))
+    with pytest.raises(worker.WorkerError, match="serve must be true or false"):
+        worker.read_job(path)
     path.write_text(json.dumps({key: value for key, value in job.items() if key != "seed"}))
     with pytest.raises(worker.WorkerError, match=r"missing key\(s\) \['seed'\]"):
         worker.read_job(path)
@@ -206,6 +211,62 @@ def test_worker_progress_forwarding_and_timeout(tmp_path):
     assert code < 0 and seen == [5]
     log = (tmp_path / "log").read_text()
     assert "oops" in log and "stray text" in log and "timeout passed" in log
+
+
+def test_worker_serves_deterministic_actions_per_request():
+    class Algo:
+        def predict(self, observations):
+            return observations[:, :2] * 2
+
+    sent = []
+    assert worker.serve_actions(Algo(), ["[[1, 2, 3]]\n", "[[0, 0, 1], [1, 1, 1]]\n"], sent.append) == 2
+    assert sent == [{"event": "serving"}, {"event": "actions", "actions": [[2.0, 4.0]]},
+                    {"event": "actions", "actions": [[0.0, 0.0], [2.0, 2.0]]}]
+    with pytest.raises(worker.WorkerError, match="list of observation rows"):
+        worker.serve_actions(Algo(), ["[1, 2]\n"], sent.append)
+
+
+# A stand-in for the worker that speaks the serve protocol: actions are half the first three observation values.
+FAKE_SERVING_WORKER = """
+import argparse, json, sys
+parser = argparse.ArgumentParser()
+for flag in ("--config", "--data", "--out"):
+    parser.add_argument(flag)
+args = parser.parse_args()
+job = json.load(open(args.config))
+assert job["serve"] is True and job["env_id"] is None and job["eval_seeds"] == []
+print(json.dumps({"event": "progress", "steps": job["n_steps"]}), flush=True)
+if job["seed"] == 13:
+    sys.exit("boom: training failed")
+print(json.dumps({"event": "serving"}), flush=True)
+served = 0
+for line in sys.stdin:
+    served += 1
+    rows = json.loads(line)
+    print(json.dumps({"event": "actions", "actions": [[0.5 * x for x in row[:3]] for row in rows]}), flush=True)
+json.dump({"updates_per_second": 7.0, "requests_served": served}, open(args.out, "w"))
+"""
+
+
+def test_serve_d3rlpy_runs_episodes_on_our_side(tmp_path, monkeypatch):
+    fake = tmp_path / "fake_worker.py"
+    fake.write_text(FAKE_SERVING_WORKER)
+    monkeypatch.setattr(d3rlpy_peer, "WORKER", fake)
+    data = _hopper_shaped()
+    seen = []
+    with d3rlpy_peer.serve_d3rlpy("cql", data, 10, 0, tmp_path / "run", python=sys.executable,
+                                  progress=seen.append) as policy:
+        rows = data.observations[:4]
+        assert np.allclose(policy(rows), 0.5 * rows[:, :3]) and policy(rows).dtype == np.float32
+        assert policy(rows[0]).shape == (3,)
+    assert seen == [10] and policy.result == {"updates_per_second": 7.0, "requests_served": 3}
+    assert not (tmp_path / "run" / "dataset.npz").exists()
+    with pytest.raises(d3rlpy_peer.PeerError, match="ended before sending 'serving'.*boom: training failed"):
+        with d3rlpy_peer.serve_d3rlpy("cql", data, 10, 13, tmp_path / "bad", python=sys.executable):
+            pass
+    with pytest.raises(ConfigError, match="algorithm must be one of"):
+        with d3rlpy_peer.serve_d3rlpy("sac", data, 10, 0, tmp_path / "bad", python=sys.executable):
+            pass
 
 
 # ---------------------------------------------------------------------------------------------- benchmark
