@@ -237,9 +237,12 @@ class ReCOIL(OfflineAlgorithm):
         self, offline: TransitionBatch, expert: TransitionBatch, target_q: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         n_offline, n_expert = len(offline.obs), len(expert.obs)
-        with torch.no_grad():  # V at s_O, s'_O, s_E, s'_E in one forward
-            values = self.value(torch.cat([offline.obs, offline.next_obs, expert.obs, expert.next_obs]))
-            value_o, next_o, value_e, next_e = torch.split(values, [n_offline, n_offline, n_expert, n_expert])
+        with torch.no_grad():  # V in one forward: at s_O, s'_O, and (the paper's loss only) s_E, s'_E
+            if self.variant == "official":
+                value_o, next_o = torch.split(self.value(torch.cat([offline.obs, offline.next_obs])), n_offline)
+            else:
+                values = self.value(torch.cat([offline.obs, offline.next_obs, expert.obs, expert.next_obs]))
+                value_o, next_o, value_e, next_e = torch.split(values, [n_offline, n_offline, n_expert, n_expert])
             advantage = target_q[:n_offline] - value_o
         actor_loss = -(
             awr_weights(advantage, self.awr_beta, self.max_weight) * self.actor.log_prob(offline.obs, offline.action)
