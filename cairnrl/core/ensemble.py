@@ -40,9 +40,8 @@ class EnsembleLinear(nn.Module):
         return self._affine(inputs)
 
     def _affine(self, inputs: torch.Tensor) -> torch.Tensor:
-        if inputs.dim() == 2:  # one input shared by all members: a single GEMM against the concatenated weights
-            flat = inputs @ self.weight.transpose(0, 1).reshape(self.in_features, -1)
-            return flat.view(len(inputs), self.n_members, self.out_features).transpose(0, 1) + self.bias
+        if inputs.dim() == 2:  # one input shared by all members: broadcast (a view), no copy of the weights
+            inputs = inputs.unsqueeze(0).expand(self.n_members, -1, -1)
         return torch.baddbmm(self.bias, inputs, self.weight)
 
     def extra_repr(self) -> str:
