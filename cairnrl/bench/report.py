@@ -65,6 +65,14 @@ def machine_description() -> dict[str, Any]:
             "python": platform.python_version()}
 
 
+def run_provenance(record: dict[str, Any]) -> str:
+    """Where and with what one run ran, from its ``run.json``: platform, commit, torch and Python versions."""
+    machine, versions = record.get("machine") or {}, record.get("versions") or {}
+    commit = (record.get("git_commit") or "no commit")[:12]
+    return (f"{machine.get('platform', '?')}, commit {commit}, torch {versions.get('torch', '?')}, "
+            f"python {versions.get('python', '?')}")
+
+
 def write_summary(experiment: Experiment, summary: Summary, report_dir: Path, *, quick: bool, command: str,
                   wall_time_s: float, results: list[RunResult], n_executed: int, source: Path) -> Path:
     """Write ``report_dir/summary.json``: the section markdown, the headline numbers and the provenance.
@@ -77,9 +85,12 @@ def write_summary(experiment: Experiment, summary: Summary, report_dir: Path, *,
     """
     info = environment_info()
     run_seconds = 0.0
+    where_runs_ran: dict[str, int] = {}
     for result in results:
         record = json.loads((result.run_dir / "run.json").read_text())
         run_seconds += float(record.get("wall_time_s", 0.0))
+        key = run_provenance(record)
+        where_runs_ran[key] = where_runs_ran.get(key, 0) + 1
     data = {
         "name": experiment.name,
         "description": experiment.description,
@@ -94,6 +105,7 @@ def write_summary(experiment: Experiment, summary: Summary, report_dir: Path, *,
         "n_runs": len(results),
         "n_executed": n_executed,
         "summed_run_time_s": round(run_seconds, 1),
+        "runs_ran_on": where_runs_ran,
         "files": summary.files,
         "numbers": summary.numbers,
         "markdown": summary.markdown,
@@ -145,11 +157,24 @@ def _section(data: dict[str, Any], folder: Path, document_dir: Path) -> str:
         f"{machine.get('platform', '?')}",
         f"- commit: {commit}",
         "- versions: " + ", ".join(f"{key} {value}" for key, value in sorted(versions.items())),
+        *_runs_ran_on(data),
         "",
         data["markdown"].replace(FIGURES_PLACEHOLDER, relative).strip(),
         "",
     ]
     return "\n".join(lines)
+
+
+def _runs_ran_on(data: dict[str, Any]) -> list[str]:
+    """A line naming where the runs ran, when that is not simply this summary's machine (runs resumed from other
+    machines, commits or versions): the summary's header then describes the summarising invocation only."""
+    places = data.get("runs_ran_on") or {}
+    here = f"{(data.get('machine') or {}).get('platform')}, commit "
+    if data.get("git_commit"):  # a suites folder outside a checkout says nothing about the runs' commit
+        here += data["git_commit"][:12] + ","
+    if not places or (len(places) == 1 and next(iter(places)).startswith(here)):
+        return []
+    return ["- runs ran on: " + "; ".join(f"{place} ({count} runs)" for place, count in sorted(places.items()))]
 
 
 def write_benchmarks_md(results_root: Path, path: Path) -> Path:

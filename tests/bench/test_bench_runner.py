@@ -142,6 +142,13 @@ def test_cli_lists_runs_publishes_and_regenerates_benchmarks_md(tmp_path, monkey
     assert "all 8 runs executed in it" in document
     assert main(["toy", "--quick", "--out", str(out), "--no-progress", "--publish"]) == 0  # resumes: nothing runs again
     assert "0 of 8 runs executed in it" in (tmp_path / "BENCHMARKS.md").read_text()
+    assert "runs ran on" not in (tmp_path / "BENCHMARKS.md").read_text()  # here, at this commit: the header says it
+    moved = next(out.glob("runs/*/run.json"))  # a run resumed from another machine is named with its count
+    record = json.loads(moved.read_text())
+    moved.write_text(json.dumps({**record, "machine": {**record["machine"], "platform": "OtherBox-1.0"}}))
+    assert main(["toy", "--quick", "--out", str(out), "--no-progress", "--publish"]) == 0
+    ran_on = next(line for line in (tmp_path / "BENCHMARKS.md").read_text().splitlines() if "runs ran on" in line)
+    assert "OtherBox-1.0, commit " in ran_on and "(1 runs)" in ran_on and "(7 runs)" in ran_on
     (tmp_path / "BENCHMARKS.md").unlink()
     assert main(["--report"]) == 0 and "## toy (quick)" in (tmp_path / "BENCHMARKS.md").read_text()
 
