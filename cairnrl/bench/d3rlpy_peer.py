@@ -392,7 +392,7 @@ def serve_d3rlpy(
              "--out", str(result_path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=_clean_environment(),
         )
-        policy = ServedPolicy(process, int(np.prod(dataset.observation_space.shape)), progress, stray)
+        policy = ServedPolicy(process, int(np.prod(dataset.observations.shape[1:])), progress, stray)
         try:
             try:
                 policy._next("serving")

@@ -267,6 +267,8 @@ def run(job: dict[str, Any], data_path: str | Path, report: Callable[[int], None
                           else job["n_steps"] / (fit_end - fit_start))
     eval_start = time.perf_counter()
     served = None
+    returns: list[float]
+    lengths: list[int]
     if job.get("serve"):
         if serve is None:
             raise WorkerError("a serve job needs a request channel (run it through main())")
