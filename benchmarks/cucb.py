@@ -49,7 +49,7 @@ _EVAL_SEED_KEY = 7  # with the evaluation's index: the seed of each combination-
 _DEEP_EVAL_SEED_KEY = 8  # the same for the deep tasks
 SOLVED_SUCCESS = 0.9
 
-CUCB = {"feature_dim": 3, "beta": 1.0, "planning_interval": 20, "contrastive_steps": 300}
+CUCB = {"feature_dim": 3, "beta": 1.0, "planning_interval": 20, "contrastive_steps": 1000}
 METHODS: dict[str, dict[str, Any]] = {
     "cucb": {"algorithm": "contrastive_ucb", "hyperparameters": CUCB},
     "cucb-oracle": {"algorithm": "contrastive_ucb", "hyperparameters": {**CUCB, "features": "oracle"}},

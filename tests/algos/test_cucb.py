@@ -116,6 +116,24 @@ def success_rate(model, env_kwargs, n=20):
     return float(np.mean(result.returns >= 1.0))
 
 
+def test_learned_feature_ucb_solves_a_small_lock_fast():
+    # Default settings, one seed: learned features solve H = 4, |A| = 4 by episode 200 on seeds 0-3 (margin to 250);
+    # epsilon-greedy without the roll-in, on the same budget, does not.
+    lock = {"horizon": 4, "n_actions": 4}
+    budget = 250 * lock["horizon"]
+    ucb = ContrastiveUCB("MlpPolicy", make(LOCK, **lock), seed=1).learn(budget)
+    assert success_rate(ucb, lock) >= 0.9
+    greedy = ContrastiveUCB(
+        "MlpPolicy",
+        make(LOCK, **lock),
+        seed=1,
+        exploration="epsilon_greedy",
+        exploration_decay_episodes=100,
+        uniform_rollin=False,
+    ).learn(budget)
+    assert success_rate(greedy, lock) <= 0.1
+
+
 @pytest.mark.slow
 def test_ucb_solves_a_small_lock_where_epsilon_greedy_fails():
     lock = {"horizon": 4, "n_actions": 4}
