@@ -267,6 +267,11 @@ def test_serve_d3rlpy_runs_episodes_on_our_side(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="algorithm must be one of"):
         with d3rlpy_peer.serve_d3rlpy("sac", data, 10, 0, tmp_path / "bad", python=sys.executable):
             pass
+    with pytest.raises(RuntimeError, match="episode broke"):  # an error in the block ends the worker, not the test
+        with d3rlpy_peer.serve_d3rlpy("cql", data, 10, 0, tmp_path / "raised", python=sys.executable) as policy:
+            policy(data.observations[0])
+            raise RuntimeError("episode broke")
+    assert policy._process.poll() is not None and policy.result is None
 
 
 # ---------------------------------------------------------------------------------------------- benchmark
