@@ -340,6 +340,9 @@ class ServedPolicy:
     def __call__(self, observations: np.ndarray) -> np.ndarray:
         rows = np.asarray(observations, dtype=np.float32)
         single = rows.ndim == 1
+        if rows.ndim not in (1, 2) or rows.shape[-1] != self._observation_dim:
+            raise ConfigError(f"observations must be one row or a batch of rows of {self._observation_dim} values "
+                              f"(the dataset's), got shape {rows.shape}")
         rows = rows.reshape(-1, self._observation_dim)
         assert self._process.stdin is not None
         self._process.stdin.write(json.dumps(rows.astype(np.float64).tolist()) + "\n")

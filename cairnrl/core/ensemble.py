@@ -34,7 +34,7 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(n_members, 1, out_features).uniform_(-bound, bound))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        if self.full_precision:
+        if self.full_precision and torch.is_autocast_enabled(inputs.device.type):
             with torch.autocast(inputs.device.type, enabled=False):
                 return self._affine(inputs.float())
         return self._affine(inputs)

@@ -259,6 +259,8 @@ def test_serve_d3rlpy_runs_episodes_on_our_side(tmp_path, monkeypatch):
         rows = data.observations[:4]
         assert np.allclose(policy(rows), 0.5 * rows[:, :3]) and policy(rows).dtype == np.float32
         assert policy(rows[0]).shape == (3,)
+        with pytest.raises(ConfigError, match=r"rows of 11 values .*got shape \(4, 5\)"):
+            policy(rows[:, :5])
     assert seen == [10] and policy.result == {"updates_per_second": 7.0, "requests_served": 3}
     assert not (tmp_path / "run" / "dataset.npz").exists()
     with pytest.raises(d3rlpy_peer.PeerError, match="ended before sending 'serving'.*boom: training failed"):
