@@ -210,6 +210,23 @@ def test_bf16_precision_rounds_hidden_layers_and_keeps_outputs_in_float32():
         torch.nn.Linear(32, 1)).state_dict())
 
 
+def test_bf16_forward_after_an_optimizer_step_sees_the_new_weights():
+    """Within one update a network evaluated after its optimiser step (IQL's V in eq. 6 and 7) uses the stepped
+    weights: the mixed-precision region must not serve a bfloat16 copy cached before the step."""
+    model = IQL("MlpPolicy", point_goal_data(3, 3), seed=0, net_arch=(32, 32), precision="bf16")
+    obs = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
+    with model._precision_context():
+        before = model.value(obs)
+        before.square().mean().backward()
+        model.value_optimizer.step()
+        with torch.no_grad():
+            after = model.value(obs)
+    with torch.no_grad(), model._precision_context():
+        expected = model.value(obs)
+    assert not torch.equal(after, before.detach())
+    torch.testing.assert_close(after, expected, rtol=0, atol=0)
+
+
 def test_bf16_loss_is_close_to_the_fp32_loss():
     """The same update's losses under mixed precision agree with float32 to bfloat16 accuracy (~1%)."""
     data = point_goal_data(10, 10)

@@ -166,8 +166,15 @@ class OfflineAlgorithm(BaseAlgorithm):
         return self._compiled_functions[name]
 
     def _precision_context(self) -> torch.autocast:
-        """The autocast region one update runs in: bfloat16 matrix products for ``precision="bf16"``, else none."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        """The autocast region one update runs in: bfloat16 matrix products for ``precision="bf16"``, else none.
+
+        Autocast's weight cache is off: it keys the bfloat16 copy of a parameter by the tensor, not its version, so
+        a network evaluated again after its optimiser step within the same update (IQL's V in eq. 6 and 7 after the
+        V step, TD3+BC's critic in the actor loss, f-DVL's V in the actor and Q losses) would get its pre-step
+        weights. Without the cache every forward casts the current weights.
+        """
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16",
+                              cache_enabled=False)
 
     # ------------------------------------------------------------------ data and env
     def _initialize(self, env: GymEnv | None, dataset: Dataset | str | Path | None = None) -> None:
