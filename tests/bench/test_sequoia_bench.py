@@ -35,3 +35,21 @@ def test_improvement_over_best_baseline_by_hand():
     assert point == pytest.approx(0.1)
     # Resampled seeds: problem a always +20%; problem b ranges from 4 vs 5 (-20%) to 6 vs 5 (+20%).
     assert 0.0 <= low <= point <= high <= 0.2
+
+
+def test_fractions_of_the_upper_bound_and_the_headroom_above_a_method_by_hand():
+    from types import SimpleNamespace
+
+    def run(algorithm, task, seed, result):
+        return SimpleNamespace(spec=SimpleNamespace(algorithm=algorithm, task=task, seed=seed), result=result)
+
+    results = [run("baselines", "a", 0, {"upper_bound": 10.0}), run("baselines", "a", 1, {"upper_bound": 20.0}),
+               run("sequoia", "a", 0, {})]
+    scores = {("a", "whittle"): np.array([9.0, 18.0]), ("a", "sequoia"): np.array([5.0, 19.0])}
+    numbers = sequoia._bound_fractions(results, ["a"], [0, 1], ["whittle", "sequoia"], scores)
+    assert numbers["bounds"] == {"a": [10.0, 20.0]}
+    assert numbers["fractions"]["a"]["whittle"] == pytest.approx([0.9, 0.9])
+    assert numbers["fractions"]["a"]["sequoia"] == pytest.approx([0.5, 0.95])
+    assert numbers["headroom"]["a"]["whittle"] == pytest.approx(15.0 / 13.5 - 1.0)  # mean bound / mean reward - 1
+    # Runs made before the bound existed: no table rather than a partial one.
+    assert sequoia._bound_fractions(results[1:], ["a"], [0, 1], ["whittle"], scores) == {}
