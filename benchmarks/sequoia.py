@@ -514,6 +514,11 @@ def _curves(results: list[RunResult]) -> dict[str, dict[str, list[dict[str, floa
     return curves
 
 
+def _table_header(columns: list[str]) -> list[str]:
+    """The two header lines of a markdown table with a ``method`` column and one column per entry of ``columns``."""
+    return ["| method | " + " | ".join(columns) + " |", "| --- | " + " | ".join("---" for _ in columns) + " |"]
+
+
 def _markdown(mode, problems, seeds, methods, intervals, improvements, numbers) -> str:
     lines = [
         f"Mode **{mode}**: J = 20, B = 5, H = 20; seeds (instances) {seeds}; {STEPS[mode]} env steps per SEQUOIA "
@@ -521,8 +526,7 @@ def _markdown(mode, problems, seeds, methods, intervals, improvements, numbers) 
         "",
         "Mean expected reward per step, mean over seeds [95% bootstrap CI over seeds]:",
         "",
-        "| method | " + " | ".join(problems) + " |",
-        "| --- | " + " | ".join("---" for _ in problems) + " |",
+        *_table_header(problems),
     ]
     for method in methods:
         lines.append(f"| {method} | " + " | ".join(_fmt(intervals[(p, method)]) for p in problems) + " |")
@@ -574,8 +578,7 @@ def _markdown(mode, problems, seeds, methods, intervals, improvements, numbers) 
             "the same start states; the optimum lies between the best policy and the bound), mean over seeds "
             "(minimum):",
             "",
-            "| method | " + " | ".join(problems) + " |",
-            "| --- | " + " | ".join("---" for _ in problems) + " |",
+            *_table_header(problems),
         ]
         for method in methods:
             cells = [f"{np.mean(fractions[p][method]):.3f} ({np.min(fractions[p][method]):.3f})" for p in problems]
@@ -616,8 +619,7 @@ def _markdown(mode, problems, seeds, methods, intervals, improvements, numbers) 
             "seeds (minimum over seeds), and the number of distinct actions the policy takes over all joint "
             "states (first step for the optimum):",
             "",
-            "| method | " + " | ".join(small_problems) + " |",
-            "| --- | " + " | ".join("---" for _ in small_problems) + " |",
+            *_table_header(small_problems),
         ]
         for method in SMALL_METHODS:
             cells = []
