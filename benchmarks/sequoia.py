@@ -576,7 +576,7 @@ def _markdown(mode, problems, seeds, methods, intervals, improvements, numbers) 
             "Against the optimum at J = 20: each policy's mean reward as a fraction of an upper bound on the optimal "
             "policy's (the occupancy-measure LP relaxation of `cairnrl.envs.cormab.bounds.fluid_upper_bound`, on "
             "the same start states; the optimum lies between the best policy and the bound), mean over seeds "
-            "(minimum):",
+            "(minimum). The policies' rewards are sampled episodes, so a fraction can exceed 1 by sampling noise:",
             "",
             *_table_header(problems),
         ]
