@@ -75,5 +75,7 @@ def test_bad_input_raises_clear_errors():
         fluid_upper_bound(env, 8, start_states=np.zeros((3, 4)))
     with pytest.raises(ConfigError, match="start_states"):
         fluid_upper_bound(env, 8, start_states=np.full((3, 5), 4))
+    with pytest.raises(ConfigError, match="at least one row"):
+        fluid_upper_bound(env, 8, start_states=np.zeros((0, 5)))
     with pytest.raises(ConfigError, match="start_prob"):
         fluid_upper_bound(env, 8, start_prob=1.5)

@@ -37,7 +37,7 @@ from scipy.optimize import linprog
 
 from cairnrl.core.validation import check_float, check_int
 from cairnrl.envs.cormab.base import CoRMABProblem
-from cairnrl.envs.cormab.chain import N_STATES
+from cairnrl.envs.cormab.chain import N_STATES, transition_matrices
 from cairnrl.exceptions import ConfigError, EnvError
 
 #: Most action components one arm may depend on (2^k patterns per arm and state enter the LP).
@@ -81,8 +81,11 @@ def _start_marginals(n_arms: int, start_prob: float, start_states: np.ndarray | 
         return start
     states = np.atleast_2d(np.asarray(start_states))
     valid = states.ndim == 2 and states.shape[1] == n_arms
-    if not valid or np.any((states < 0) | (states >= N_STATES) | (states != np.round(states))):
-        raise ConfigError(f"start_states must be arm states (n, {n_arms}) in 0..{N_STATES - 1}")
+    if not valid or states.shape[0] == 0 or np.any((states < 0) | (states >= N_STATES) | (states != np.round(states))):
+        raise ConfigError(
+            f"start_states must be at least one row of {n_arms} arm states in 0..{N_STATES - 1}, got "
+            f"shape {states.shape}"
+        )
     counts = [np.bincount(states[:, arm].astype(np.int64), minlength=N_STATES) for arm in range(n_arms)]
     return np.stack(counts) / states.shape[0]
 
@@ -111,11 +114,7 @@ def _arm_block(
     )
     reward = up[None, :] * up_reward[:, arm, None] + (1.0 - up[None, :]) * down_reward[:, arm, None]  # (s, b)
     columns = offset + np.arange(horizon * N_STATES * n_pat).reshape(horizon, N_STATES, n_pat)
-    # P(s' | s, b): up one state with probability up[b], down one otherwise, clipped at both ends.
-    moves = np.zeros((N_STATES, n_pat, N_STATES))
-    for s in states:
-        moves[s, :, min(s + 1, N_STATES - 1)] += up
-        moves[s, :, max(s - 1, 0)] += 1.0 - up
+    moves = np.moveaxis(transition_matrices(up), 0, 1)  # P(s' | s, b) as [s, b, s']
     for s in states:
         rows.add(columns[0, s], 1.0, start[s])
     for t in range(horizon - 1):

@@ -65,6 +65,17 @@ class ArmChain:
         return float(self.state_rewards[np.arange(self.n_arms), np.asarray(states, dtype=np.int64)].sum())
 
 
+def transition_matrices(up_prob: np.ndarray) -> np.ndarray:
+    """The birth-death chain's matrices ``T[..., s, s']`` for up-probabilities of any shape ``(...)``: up one state
+    with probability ``p``, down one otherwise, clipped to ``[0, 3]``."""
+    up_prob = np.asarray(up_prob, dtype=np.float64)
+    matrices = np.zeros((*up_prob.shape, N_STATES, N_STATES))
+    for s in range(N_STATES):
+        matrices[..., s, min(s + 1, N_STATES - 1)] += up_prob
+        matrices[..., s, max(s - 1, 0)] += 1.0 - up_prob
+    return matrices
+
+
 def generate_chain(rng: np.random.Generator, n_arms: int, budget: int) -> ArmChain:
     """Draw an instance as the reference does: ``p(0) ~ U[0, 0.2]``, ``p(1) ~ U[0.7, 0.9]``, top rewards of
     the first ``budget`` arms in ``{4, 5, 6}`` and of the rest in ``{1, 2, 3}``."""

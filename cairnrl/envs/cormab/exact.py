@@ -27,7 +27,7 @@ import numpy as np
 
 from cairnrl.core.validation import check_float, check_int
 from cairnrl.envs.cormab.base import CoRMABProblem
-from cairnrl.envs.cormab.chain import N_STATES
+from cairnrl.envs.cormab.chain import N_STATES, transition_matrices
 from cairnrl.exceptions import ConfigError, EnvError
 
 #: Largest joint MDP solved by default (4^8 states); memory is ``4^J x (number of feasible actions)`` floats.
@@ -79,7 +79,7 @@ class ExactMDP:
         self.actions = problem.enumerate_feasible(max_candidates).astype(np.int8)
         self.states = np.stack(np.unravel_index(np.arange(n_states), (N_STATES,) * self.n_arms), axis=1)
         up = problem.up_probabilities(self.actions)  # (m, J): depends on the action only (section 3)
-        self._transitions = self._arm_transitions(up)
+        self._transitions = transition_matrices(up)  # T[a, j, s, s'] per arm
         self.rewards = problem.chain.expected_reward(self.states[:, None, :], up[None, :, :])  # (S, m)
         self._index = {row.tobytes(): i for i, row in enumerate(self.actions)}
 
@@ -91,16 +91,6 @@ class ExactMDP:
     def n_actions(self) -> int:
         """Number of feasible actions (m)."""
         return int(self.actions.shape[0])
-
-    @staticmethod
-    def _arm_transitions(up: np.ndarray) -> np.ndarray:
-        """Per-arm matrices ``T[a, j, s, s']`` of the birth-death chain: up with ``p``, down otherwise, clipped."""
-        n_actions, n_arms = up.shape
-        transitions = np.zeros((n_actions, n_arms, N_STATES, N_STATES))
-        for s in range(N_STATES):
-            transitions[:, :, s, min(s + 1, N_STATES - 1)] += up
-            transitions[:, :, s, max(s - 1, 0)] += 1.0 - up
-        return transitions
 
     def state_index(self, states: np.ndarray) -> np.ndarray:
         """Joint-state indices of arm states ``(..., J)``."""
