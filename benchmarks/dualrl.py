@@ -23,10 +23,11 @@ before the step, keeping the last finite model, which is then evaluated) and the
 Modes: ``--quick`` is a smoke test of the pipeline on Hopper only (a 4k-step SAC teacher, 5k-step datasets, the
 medium set for the offline suite, N = 5 and 0, 2 seeds, 500 updates): its scores say nothing about the
 algorithms. Without ``--quick`` the scale comes from ``CAIRNRL_DUALRL_SCALE``: ``default`` uses the committed SAC
-teachers (``data/teachers``), 50k-step datasets, the three envs, N = 30, 3 seeds and 2k updates (about 280 runs,
-estimated 40 minutes with ``--workers 2``; not run yet); ``full`` is the paper's scale (three envs, 1M-step
-teachers and datasets, N = 200, 30, 0, 5 seeds, 1M updates, as in the authors' protocol) and needs a GPU-days
-budget; it has not been run.
+teachers (``data/teachers``), 50k-step datasets, the three envs, N = 30, 3 seeds, 2k updates for the offline suite
+and 20k bfloat16 updates for the imitation suite (279 runs; about 40 minutes for the offline suite and an hour and
+a half for the imitation suite with ``--workers 2`` on two cores); ``full`` is the paper's scale (three envs,
+1M-step teachers and datasets, N = 200, 30, 0, 5 seeds, 1M updates, as in the authors' protocol) and needs a
+GPU-days budget; it has not been run.
 """
 
 from __future__ import annotations
@@ -71,6 +72,12 @@ HIDDEN_EXPERTS = {"quick": [5, 0], "default": [30], "full": [200, 30, 0]}
 SEEDS = {"quick": [0, 1], "default": [0, 1, 2], "full": [0, 1, 2, 3, 4]}
 UPDATES = {"quick": 500, "default": 2_000, "full": 1_000_000}
 EVAL_EVERY = {"quick": 250, "default": 500, "full": 50_000}
+#: The imitation suite's own budget: ReCOIL's discriminator-free Q needs far more than 2k updates to separate the
+#: hidden expert data from the rest (seed-0 check: hopper random+expert30 went from 0.09 at 2k to 0.28-0.32 at 20k),
+#: so 2k would judge it before it has learnt anything. bfloat16 matrix products keep that budget near an hour.
+IMITATION_UPDATES = {"quick": 500, "default": 20_000, "full": 1_000_000}
+IMITATION_EVAL_EVERY = {"quick": 250, "default": 2_000, "full": 50_000}
+IMITATION_PRECISION = {"quick": "bf16", "default": "bf16", "full": "fp32"}
 EVAL_EPISODES = {"quick": 5, "default": 5, "full": 10}
 BATCH = 256
 #: label -> (algorithm, hyperparameters); f-DVL's temperatures are the lambda of each f (reverse KL: Gumbel T).
@@ -113,6 +120,8 @@ def runs(quick: bool) -> list[RunSpec]:
     mode = mode_name(quick)
     common = {"updates": UPDATES[mode], "eval_every": EVAL_EVERY[mode], "eval_episodes": EVAL_EPISODES[mode],
               "batch_size": BATCH}
+    imitation = {**common, "updates": IMITATION_UPDATES[mode], "eval_every": IMITATION_EVAL_EVERY[mode],
+                 "precision": IMITATION_PRECISION[mode]}
     specs = []
     for env in ENVS[mode]:
         for kind in OFFLINE_KINDS[mode]:
@@ -130,8 +139,9 @@ def runs(quick: bool) -> list[RunSpec]:
                 for label, (algorithm, hyperparameters) in IMITATION_ALGORITHMS.items():
                     for seed in SEEDS[mode]:
                         specs.append(RunSpec(
-                            task=f"il:{name}", algorithm=label, seed=seed, steps=UPDATES[mode], family=algorithm,
-                            config={"suite": "imitation", "algorithm": algorithm, "role": label, **common,
+                            task=f"il:{name}", algorithm=label, seed=seed, steps=IMITATION_UPDATES[mode],
+                            family=algorithm,
+                            config={"suite": "imitation", "algorithm": algorithm, "role": label, **imitation,
                                     "hyperparameters": hyperparameters, "dataset": _recipe(name, mode),
                                     "expert_dataset": _recipe(f"{env}-expert1", mode)},
                         ))
@@ -184,7 +194,8 @@ def execute(spec: RunSpec, context: RunContext) -> dict[str, Any]:
     data, extra = _training_data(config, cache)
     model = ALGORITHMS[config["algorithm"]]("MlpPolicy", data, env=recipe.env_id, seed=spec.seed,
                                             batch_size=config["batch_size"], eval_freq=config["eval_every"],
-                                            eval_episodes=config["eval_episodes"], **extra,
+                                            eval_episodes=config["eval_episodes"],
+                                            precision=config.get("precision", "fp32"), **extra,
                                             **config["hyperparameters"])
     model.set_logger(context.sb3_logger())
     diverged = None
@@ -232,6 +243,11 @@ def _execute_d3rlpy(spec: RunSpec, context: RunContext, cache: Path) -> dict[str
 
 
 # ================================================================ summary
+def _budget(suite: str, mode: str) -> int:
+    """Gradient updates of every run of ``suite``."""
+    return (IMITATION_UPDATES if suite == "imitation" else UPDATES)[mode]
+
+
 def _interval(cells: tuple[float, float, float] | list[float]) -> str:
     point, low, high = cells
     return f"{point:.3f} [{low:.3f}, {high:.3f}]"
@@ -254,7 +270,7 @@ def _suite_section(results: list[RunResult], suite: str, report_dir: Path, mode:
     files.append(plot_performance_profiles(taus, profiles, report_dir / f"{suite}_profiles.png",
                                            title=f"{suite}: final score distribution").name)
     curved = [r for r in chosen if r.spec.config["algorithm"] != "d3rlpy-iql"]
-    grid = np.linspace(0, UPDATES[mode], 21).astype(np.int64)
+    grid = np.linspace(0, _budget(suite, mode), 21).astype(np.int64)
 
     def iqm_per_point(array: np.ndarray) -> np.ndarray:
         return np.array([iqm(array[..., i].ravel()) for i in range(array.shape[-1])])
@@ -298,10 +314,11 @@ def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summar
         f"Mode **{mode}**" + (" (smoke test: Hopper only, a 4k-step teacher, 5k-step datasets, 500 updates, 2 seeds; "
                               "its scores say nothing about the algorithms)" if quick else "")
         + (" (the committed SAC teachers of data/teachers, 50k-step datasets, 3 seeds)" if mode == "default" else "")
-        + f": batch {BATCH} for every algorithm, {UPDATES[mode]:,} gradient updates, {EVAL_EPISODES[mode]} final "
-          "evaluation episodes; score = D4RL-normalised return / 100 (0 = random, 1 = D4RL expert). Cells: mean ± "
-          "std over seeds; aggregates over (task, seed) with 95% stratified-bootstrap CIs; max abs Q: the largest "
-          "per-log-interval mean of the batch max |Q|.",
+        + f": batch {BATCH} for every algorithm, {UPDATES[mode]:,} gradient updates in the offline suite and "
+          f"{IMITATION_UPDATES[mode]:,} in the imitation suite ({IMITATION_PRECISION[mode]}), {EVAL_EPISODES[mode]} "
+          "final evaluation episodes; score = D4RL-normalised return / 100 (0 = random, 1 = D4RL expert). Cells: "
+          "mean ± std over seeds; aggregates over (task, seed) with 95% stratified-bootstrap CIs; max abs Q: the "
+          "largest per-log-interval mean of the batch max |Q|.",
         "",
     ]
     files, numbers = [], {"mode": mode}

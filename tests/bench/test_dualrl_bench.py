@@ -26,6 +26,8 @@ def test_default_scale_uses_the_committed_teachers(monkeypatch):
     assert "teacher_budget" not in medium.config["dataset"]
     random = next(spec for spec in default if spec.task == "il:hopper-random+expert30")
     assert random.config["expert_dataset"]["teacher"] == dualrl.committed_teacher_digest("hopper")
+    assert (random.config["updates"], random.config["precision"]) == (20_000, "bf16")
+    assert medium.config["updates"] == 2_000 and "precision" not in medium.config
     monkeypatch.setenv(dualrl.SCALE_VARIABLE, "paper-ish")
     with pytest.raises(dualrl.ConfigError, match="CAIRNRL_DUALRL_SCALE"):
         dualrl.runs(quick=False)
@@ -40,6 +42,8 @@ def test_dualrl_benchmark_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setitem(dualrl.SEEDS, "quick", [0])
     monkeypatch.setitem(dualrl.UPDATES, "quick", 20)
     monkeypatch.setitem(dualrl.EVAL_EVERY, "quick", 10)
+    monkeypatch.setitem(dualrl.IMITATION_UPDATES, "quick", 20)
+    monkeypatch.setitem(dualrl.IMITATION_EVAL_EVERY, "quick", 10)
     monkeypatch.setitem(dualrl.EVAL_EPISODES, "quick", 1)
     monkeypatch.setattr(dualrl, "OFFLINE_ALGORITHMS", {"fdvl-chi2": dualrl.OFFLINE_ALGORITHMS["fdvl-chi2"],
                                                        "iql": dualrl.OFFLINE_ALGORITHMS["iql"]})
