@@ -7,8 +7,11 @@
   (and quick teachers) are cached in ``OUT/cache`` and reused.
 * **Algorithms**: cairnrl ``IQL``, ``TD3BC``, ``BC`` with their paper defaults in mixed precision
   (``precision="bf16"``, the setting of the speed claim; see ``cairnrl bench speed``); d3rlpy 2.8.1's ``IQL``,
-  ``TD3PlusBC`` and ``BC`` with d3rlpy's defaults and batch 256 (d3rlpy's BC: learning rate 3e-4 as ours), in an
-  isolated virtual env (:mod:`cairnrl.bench.d3rlpy_peer`). CPU, one thread, the same gradient budget per run.
+  ``TD3PlusBC`` and ``BC`` with d3rlpy's defaults and batch 256 (d3rlpy's BC: learning rate 3e-4 as ours), plus the
+  preprocessing each paper prescribes and d3rlpy's own reproduction scripts add (d3rlpy's defaults have none): IQL's
+  MuJoCo reward normalisation (``ReturnBasedRewardScaler(multiplier=1000)``, rewards x 1000 / (max - min episode
+  return), as cairnrl's IQL) and TD3+BC's state normalisation (``StandardObservationScaler``, as cairnrl's TD3BC),
+  in an isolated virtual env (:mod:`cairnrl.bench.d3rlpy_peer`). CPU, one thread, the same gradient budget per run.
 * **Evaluation**: deterministic actions, ``eval_episodes`` episodes at the same reset seeds for every algorithm of a
   seed (:func:`cairnrl.bench.d3rlpy_peer.eval_seeds`), D4RL-normalised (0 = random, 100 = expert). cairnrl runs also
   log a learning curve (``eval_points`` periodic evaluations).
@@ -53,7 +56,9 @@ IMPLEMENTATIONS = ("cairnrl", "d3rlpy")
 CAIRNRL_HYPERPARAMETERS: dict[str, Any] = {"precision": "bf16"}
 #: Overrides of d3rlpy's defaults so both sides train the same workload.
 D3RLPY_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
-    "iql": {"batch_size": 256}, "td3bc": {"batch_size": 256}, "bc": {"batch_size": 256, "learning_rate": 3e-4},
+    "iql": {"batch_size": 256, "reward_scaler_multiplier": 1000.0},
+    "td3bc": {"batch_size": 256, "observation_scaler": "standard"},
+    "bc": {"batch_size": 256, "learning_rate": 3e-4},
 }
 DATA_SEED = 0
 SCALES: dict[str, dict[str, Any]] = {
@@ -233,13 +238,15 @@ def execute(spec: RunSpec, context: RunContext) -> dict[str, Any]:
 
 
 # ================================================================ summary
-def _settings(results: list[RunResult]) -> str:
-    """cairnrl's settings besides the paper defaults, as the runs recorded them."""
-    recorded = {json.dumps(r.spec.config.get("hyperparameters", {}), sort_keys=True) for r in results
-                if r.spec.config["implementation"] == "cairnrl"}
-    settings = [", ".join(f"{k}={v!r}" for k, v in json.loads(item).items()) or "the paper defaults"
-                for item in sorted(recorded)]
-    return "; ".join(settings) if settings else "the paper defaults"
+def _settings(results: list[RunResult], implementation: str = "cairnrl") -> str:
+    """An implementation's settings besides its defaults, as the runs recorded them (d3rlpy's per algorithm)."""
+    recorded = {(r.spec.config["algorithm"] if implementation == "d3rlpy" else "",
+                 json.dumps(r.spec.config.get("hyperparameters", {}), sort_keys=True))
+                for r in results if r.spec.config["implementation"] == implementation}
+    settings = [(f"{algorithm}: " if algorithm else "")
+                + (", ".join(f"{k}={v!r}" for k, v in json.loads(item).items()) or "the defaults")
+                for algorithm, item in sorted(recorded)]
+    return "; ".join(settings) if settings else "the defaults"
 
 
 def _interval(cells: tuple[float, float, float] | list[float]) -> str:
@@ -292,7 +299,8 @@ def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summar
         f"{scale['eval_episodes']} deterministic evaluation episodes at shared reset seeds, "
         + (f"SAC teachers of {scale['teacher_budget']:,} steps (D4RL: 1M)" if scale["teacher_budget"] else
            "the committed SAC teachers (data/teachers, scores in the README)")
-        + f", datasets of {scale['data_steps']:,} steps; cairnrl runs with {_settings(results)}; scores are "
+        + f", datasets of {scale['data_steps']:,} steps; cairnrl runs with {_settings(results)}; d3rlpy runs with "
+        + f"{_settings(results, 'd3rlpy')}; scores are "
         "D4RL-normalised (0 = random, 100 = expert)." + (" A smoke test: its scores say nothing about the algorithms."
                                                         if quick else ""),
         "",

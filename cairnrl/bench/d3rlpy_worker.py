@@ -10,7 +10,7 @@ gymnasium 1.0, torch and numpy, but not cairnrl)::
 
 * ``job.json``: ``algorithm`` (``bc``, ``iql``, ``cql``, ``td3bc``), ``env_id``, ``n_steps``, ``n_steps_per_epoch``,
   ``seed``, ``eval_seeds`` (one reset seed per evaluation episode) and ``hyperparameters`` (overrides of d3rlpy's
-  defaults).
+  scalar defaults, plus ``reward_scaler_multiplier`` and ``observation_scaler``; see ``make_config``).
 * ``dataset.npz``: flat D4RL arrays ``observations``, ``actions``, ``rewards``, ``next_observations``, ``terminals``,
   ``timeouts`` (read with ``allow_pickle=False``); every episode ends with exactly one of the two flags set on
   its last row (a row with both counts as terminal).
@@ -154,19 +154,39 @@ def read_job(path: str | Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- d3rlpy side
 
 
+#: Job keys that are not scalar config fields: ``reward_scaler_multiplier`` (a number) sets
+#: ``ReturnBasedRewardScaler(multiplier=value)``, rewards times ``value / (max - min episode return)``, IQL's MuJoCo
+#: normalisation as d3rlpy's own IQL reproduction sets it; ``observation_scaler: "standard"`` sets
+#: ``StandardObservationScaler()``, TD3+BC's state normalisation as d3rlpy's TD3+BC reproduction sets it.
+RETURN_SCALER_KEY = "reward_scaler_multiplier"
+OBSERVATION_SCALER_KEY = "observation_scaler"
+
+
 def make_config(algorithm: str, hyperparameters: dict[str, Any]):
-    """d3rlpy's config of ``algorithm`` with its defaults, overridden by scalar ``hyperparameters``."""
+    """d3rlpy's config of ``algorithm`` with its defaults, overridden by scalar ``hyperparameters`` (and the
+    scaler keys above)."""
     # Imported here: only the isolated d3rlpy venv that runs main() has d3rlpy.
     import d3rlpy
 
     config_class = getattr(d3rlpy.algos, ALGORITHMS[algorithm])
     scalars = {field.name for field in dataclasses.fields(config_class)
                if isinstance(field.default, (bool, int, float, str))}
-    unknown = sorted(set(hyperparameters) - scalars)
+    overrides = dict(hyperparameters)
+    multiplier = overrides.pop(RETURN_SCALER_KEY, None)
+    observation_scaler = overrides.pop(OBSERVATION_SCALER_KEY, None)
+    unknown = sorted(set(overrides) - scalars)
     if unknown:
         raise WorkerError(f"{config_class.__name__} has no scalar hyperparameter(s) {unknown}; "
-                          f"valid: {sorted(scalars)}")
-    return config_class(**hyperparameters)
+                          f"valid: {sorted(scalars | {RETURN_SCALER_KEY, OBSERVATION_SCALER_KEY})}")
+    if multiplier is not None:
+        if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)) or not multiplier > 0:
+            raise WorkerError(f"{RETURN_SCALER_KEY} must be a positive number, got {multiplier!r}")
+        overrides["reward_scaler"] = d3rlpy.preprocessing.ReturnBasedRewardScaler(multiplier=float(multiplier))
+    if observation_scaler is not None:
+        if observation_scaler != "standard":
+            raise WorkerError(f"{OBSERVATION_SCALER_KEY} must be 'standard', got {observation_scaler!r}")
+        overrides["observation_scaler"] = d3rlpy.preprocessing.StandardObservationScaler()
+    return config_class(**overrides)
 
 
 def build_replay_buffer(episodes: list[dict[str, Any]]):

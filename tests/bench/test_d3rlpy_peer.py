@@ -317,6 +317,8 @@ def test_offline_summary(tmp_path):
     assert summary.numbers["updates_per_second"]["d3rlpy-iql"] == {"median": 10.5, "min": 10.0, "max": 11.0}
     assert "| hopper-medium | 7 | 5.0 | 30.0 ± 0.0 |" in summary.markdown
     assert "cairnrl runs with precision='bf16'" in summary.markdown
+    assert "iql: batch_size=256, reward_scaler_multiplier=1000.0;" in summary.markdown
+    assert "td3bc: batch_size=256, observation_scaler='standard';" in summary.markdown
     for name in summary.files:
         assert (tmp_path / name).is_file()
 
@@ -344,3 +346,19 @@ def test_real_worker_runs_bc_in_the_venv(tmp_path):
     assert not (tmp_path / "run0" / "dataset.npz").exists()
     with pytest.raises(d3rlpy_peer.PeerError, match="has no scalar hyperparameter"):
         d3rlpy_peer.run_d3rlpy("bc", dataset, "Hopper-v5", 10, 0, 1, tmp_path / "bad", {"no_such": 1}, python=python)
+    with pytest.raises(d3rlpy_peer.PeerError, match="reward_scaler_multiplier must be a positive number"):
+        d3rlpy_peer.run_d3rlpy("iql", dataset, "Hopper-v5", 10, 0, 1, tmp_path / "bad2",
+                               {"reward_scaler_multiplier": -1}, python=python)
+    # IQL's MuJoCo reward normalisation on the d3rlpy side: fitted on the data's episode returns.
+    iql = d3rlpy_peer.run_d3rlpy("iql", dataset, "Hopper-v5", 10, 0, 1, tmp_path / "iql",
+                                 {"reward_scaler_multiplier": 1000.0}, python=python, n_steps_per_epoch=10)
+    scaler = iql["config"]["reward_scaler"]
+    returns = dataset.returns()
+    assert scaler["type"] == "return" and scaler["params"]["multiplier"] == 1000.0
+    assert scaler["params"]["return_max"] == pytest.approx(returns.max(), rel=1e-5)
+    assert scaler["params"]["return_min"] == pytest.approx(returns.min(), rel=1e-5)
+    td3bc = d3rlpy_peer.run_d3rlpy("td3bc", dataset, "Hopper-v5", 10, 0, 1, tmp_path / "td3bc",
+                                   {"observation_scaler": "standard"}, python=python, n_steps_per_epoch=10)
+    assert td3bc["config"]["observation_scaler"]["type"] == "standard"  # fitted on the transitions' observations
+    assert np.allclose(td3bc["config"]["observation_scaler"]["params"]["mean"],
+                       dataset.to_d4rl()["observations"].mean(0), atol=1e-4)
