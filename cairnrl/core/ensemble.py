@@ -44,6 +44,14 @@ class EnsembleLinear(nn.Module):
             inputs = inputs.unsqueeze(0).expand(self.n_members, -1, -1)
         return torch.baddbmm(self.bias, inputs, self.weight)
 
+    def frozen_member(self, inputs: torch.Tensor, member: int) -> torch.Tensor:
+        """Member ``member`` alone on ``[batch, in]`` with its weights detached: gradients reach the inputs only."""
+        weight, bias = self.weight[member].detach(), self.bias[member, 0].detach()
+        if self.full_precision and torch.is_autocast_enabled(inputs.device.type):
+            with torch.autocast(inputs.device.type, enabled=False):
+                return torch.addmm(bias, inputs.float(), weight)
+        return torch.addmm(bias, inputs, weight)
+
     def extra_repr(self) -> str:
         return (f"n_members={self.n_members}, in_features={self.in_features}, out_features={self.out_features}"
                 + (", full_precision=True" if self.full_precision else ""))
@@ -82,6 +90,22 @@ class EnsembleMLP(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.layers(inputs)
+
+    def frozen_member(self, inputs: torch.Tensor, member: int) -> torch.Tensor:
+        """Member ``member`` alone on ``[batch, in]`` (output ``[batch, out]``), its parameters detached, so a loss
+        through it trains what produced the inputs and nothing of the ensemble (TD3's actor loss through Q_1): one
+        member's forward and no weight gradients, instead of every member's forward and backward."""
+        check_int("member", member, minimum=0, maximum=self.n_members - 1)
+        outputs = inputs
+        for layer in self.layers:
+            if isinstance(layer, EnsembleLinear):
+                outputs = layer.frozen_member(outputs, member)
+            elif isinstance(layer, nn.LayerNorm):
+                outputs = nn.functional.layer_norm(outputs, layer.normalized_shape, layer.weight.detach(),
+                                                   layer.bias.detach(), layer.eps)
+            else:
+                outputs = layer(outputs)
+        return outputs
 
 
 @torch.no_grad()

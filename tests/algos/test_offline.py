@@ -108,6 +108,23 @@ def test_ensemble_members_match_separate_linear_stacks():
     torch.testing.assert_close(ensemble(x.expand(3, 6, 4)), out)  # per-member inputs give the same result
 
 
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_frozen_member_is_one_member_with_gradients_to_the_inputs_only(layer_norm):
+    torch.manual_seed(0)
+    ensemble = EnsembleMLP(2, 4, (8, 8), 1, layer_norm=layer_norm)
+    x = torch.randn(5, 4, requires_grad=True)
+    for member in range(2):
+        out = ensemble.frozen_member(x, member)
+        torch.testing.assert_close(out, ensemble(x)[member])
+    out.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(parameter.grad is None for parameter in ensemble.parameters())
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the output layer stays float32, as in forward()
+        assert ensemble.frozen_member(x, 0).dtype == torch.float32
+    with pytest.raises(ConfigError, match="member"):
+        ensemble.frozen_member(x, 2)
+
+
 def test_polyak_update():
     source, target = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     expected = [0.9 * t + 0.1 * s for t, s in zip(target.parameters(), source.parameters(), strict=True)]

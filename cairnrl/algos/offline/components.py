@@ -32,6 +32,11 @@ class TwinCritic(nn.Module):
     def forward(self, observation: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return self.online(torch.cat([observation, action], dim=-1))[..., 0]
 
+    def first_frozen(self, observation: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``Q_1(s, a)`` (``[batch]``) with the critic's parameters detached: for an actor loss, whose gradient must
+        reach the actor only."""
+        return self.online.frozen_member(torch.cat([observation, action], dim=-1), 0)[:, 0]
+
     @torch.no_grad()
     def target_min(self, observation: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """``min_i Q_target_i(s, a)``: ``[batch]``."""

@@ -122,7 +122,7 @@ class TD3BC(OfflineAlgorithm):
         losses = {"train/critic_loss": critic_loss, "train/q_max_abs": q_values.detach().abs().max()}
         if self._n_updates % self.policy_delay == 0:
             action = self.actor(obs)
-            q_first = self.critic(obs, action)[0]
+            q_first = self.critic.first_frozen(obs, action)
             scale = self.alpha / q_first.abs().mean().detach()  # eq. (3)
             actor_loss = -scale * q_first.mean() + (action - batch.action).square().mean()
             check_finite_losses(self.algorithm_name, self.num_timesteps + 1, {"train/actor_loss": actor_loss})
