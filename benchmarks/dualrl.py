@@ -299,13 +299,34 @@ def _suite_section(results: list[RunResult], suite: str, report_dir: Path, mode:
         q_text = "-" if row["max_q_abs"] is None else f"{row['max_q_abs']:.3g}"
         lines.append(f"| {name} | " + " | ".join(_interval(values) for values in table.values())
                      + f" | {row['diverged']}/{row['runs']} | {q_text} | {row['updates_per_second']:.0f} |")
+    by_mixture = _mixture_aggregates(matrices, tasks) if suite == "imitation" else {}
+    if by_mixture:
+        lines += ["", "IQM per suboptimal set (tasks of that mixture only, 95% CIs):", "",
+                  "| algorithm | " + " | ".join(by_mixture) + " |", "| --- |" + " --- |" * len(by_mixture)]
+        lines += [f"| {name} | " + " | ".join(_interval(by_mixture[base][name]) for base in by_mixture) + " |"
+                  for name in matrices]
     lines += ["", f"![{suite} intervals]({{figures}}/{suite}_intervals.png)",
               f"![{suite} profiles]({{figures}}/{suite}_profiles.png)",
               f"![{suite} curves]({{figures}}/{suite}_curves.png)", ""]
     numbers = {"aggregates": {name: {metric: list(values) for metric, values in table.items()}
                               for name, table in intervals.items()},
                "per_task": per_task, "stability": stability}
+    if by_mixture:
+        numbers["iqm_by_mixture"] = {base: {name: list(cells) for name, cells in table.items()}
+                                     for base, table in by_mixture.items()}
     return lines, files, numbers
+
+
+def _mixture_aggregates(matrices: dict[str, np.ndarray], tasks: list[str]) -> dict[str, dict[str, tuple]]:
+    """IQM with its CI per suboptimal set (``random``, ``medium``: ``il:{env}-{base}+expert{N}`` tasks), the scale at
+    which ReCOIL's goal (beat both BCs on random+expert) is judged."""
+    bases = {task: task.split(":", 1)[1].split("-", 1)[1].split("+", 1)[0] for task in tasks}
+    table: dict[str, dict[str, tuple]] = {}
+    for base in dict.fromkeys(bases.values()):
+        columns = [i for i, task in enumerate(tasks) if bases[task] == base]
+        table[base] = {name: aggregate_intervals(matrix[:, columns], seed=0)["IQM"]
+                       for name, matrix in matrices.items()}
+    return table
 
 
 def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summary:

@@ -59,4 +59,6 @@ def test_dualrl_benchmark_end_to_end(tmp_path, monkeypatch):
     summary = dualrl.summarize(results, tmp_path, quick=True)
     assert set(summary.numbers["offline"]["aggregates"]) == {"fdvl-chi2", "iql"}
     assert summary.numbers["imitation"]["stability"]["recoil-paper"]["diverged"] == 0
+    assert set(summary.numbers["imitation"]["iqm_by_mixture"]) == {"random"}  # hopper-random+expert2
+    assert "IQM per suboptimal set" in summary.markdown
     assert {"offline_intervals.png", "imitation_profiles.png", "imitation_curves.png"} <= set(summary.files)
