@@ -43,6 +43,7 @@ import torch
 
 from benchmarks.offline import committed_teacher_digest, obtain_dataset
 from cairnrl.bench.aggregate import curve_arrays, score_matrices
+from cairnrl.bench.d3rlpy_peer import MUJOCO_PEER_HYPERPARAMETERS
 from cairnrl.bench.experiment import (
     Experiment,
     RunContext,
@@ -89,7 +90,7 @@ OFFLINE_ALGORITHMS: dict[str, tuple[str, dict[str, Any]]] = {
     "iql": ("iql", {}),
     "td3bc": ("td3bc", {}),
     "bc": ("bc", {}),
-    "d3rlpy-iql": ("d3rlpy-iql", {}),
+    "d3rlpy-iql": ("d3rlpy-iql", MUJOCO_PEER_HYPERPARAMETERS["iql"]),  # with IQL's reward scaling, as ours
 }
 IMITATION_ALGORITHMS: dict[str, tuple[str, dict[str, Any]]] = {
     "recoil-official": ("recoil", {"variant": "official"}),
@@ -235,7 +236,8 @@ def _execute_d3rlpy(spec: RunSpec, context: RunContext, cache: Path) -> dict[str
     dataset = obtain_dataset(config["dataset"], cache)
     env_id = parse_recipe(config["dataset"]["name"]).env_id
     result = run_d3rlpy("iql", dataset, env_id, config["updates"], spec.seed, config["eval_episodes"],
-                        context.run_dir, {"batch_size": config["batch_size"]}, progress=context.progress)
+                        context.run_dir, {**config["hyperparameters"], "batch_size": config["batch_size"]},
+                        progress=context.progress)
     score = result["normalized_mean"] / 100.0
     context.write_evaluation({"timesteps": config["updates"], "normalized": score})
     return {"score": score, "mean_return": result["mean_return"], "updates": config["updates"], "diverged": None,

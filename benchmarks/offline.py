@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from cairnrl.bench.aggregate import curve_arrays, score_matrices
+from cairnrl.bench.d3rlpy_peer import MUJOCO_PEER_HYPERPARAMETERS
 from cairnrl.bench.experiment import (
     Experiment,
     RunContext,
@@ -55,11 +56,7 @@ IMPLEMENTATIONS = ("cairnrl", "d3rlpy")
 #: cairnrl's settings besides the paper defaults: bfloat16 matrix products (float32 outputs, losses and parameters).
 CAIRNRL_HYPERPARAMETERS: dict[str, Any] = {"precision": "bf16"}
 #: Overrides of d3rlpy's defaults so both sides train the same workload.
-D3RLPY_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
-    "iql": {"batch_size": 256, "reward_scaler_multiplier": 1000.0},
-    "td3bc": {"batch_size": 256, "observation_scaler": "standard"},
-    "bc": {"batch_size": 256, "learning_rate": 3e-4},
-}
+D3RLPY_HYPERPARAMETERS: dict[str, dict[str, Any]] = MUJOCO_PEER_HYPERPARAMETERS
 DATA_SEED = 0
 SCALES: dict[str, dict[str, Any]] = {
     "quick": {"envs": ["hopper"], "kinds": ["random", "medium"], "teacher_budget": 4_000, "data_steps": 5_000,

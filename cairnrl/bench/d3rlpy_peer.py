@@ -40,6 +40,14 @@ from cairnrl.data.scores import normalized_score, reference_key
 from cairnrl.exceptions import ConfigError, EnvError, PeerError
 
 ALGORITHMS = ("bc", "iql", "cql", "td3bc")
+#: d3rlpy's settings when it stands next to cairnrl on MuJoCo data (overrides of its defaults, which have no
+#: preprocessing): batch 256 as ours, plus what each paper prescribes and d3rlpy's own reproduction scripts add.
+#: IQL: rewards x 1000 / (max - min episode return); TD3+BC: standardised states; BC: learning rate 3e-4 as ours.
+MUJOCO_PEER_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
+    "iql": {"batch_size": 256, "reward_scaler_multiplier": 1000.0},
+    "td3bc": {"batch_size": 256, "observation_scaler": "standard"},
+    "bc": {"batch_size": 256, "learning_rate": 3e-4},
+}
 D3RLPY_VERSION = "2.8.1"
 GYMNASIUM_VERSION = "1.0.0"  # what d3rlpy 2.8.1 pins
 VENV_VARIABLE = "CAIRNRL_D3RLPY_VENV"
