@@ -26,7 +26,7 @@ algorithms. Without ``--quick`` the scale comes from ``CAIRNRL_DUALRL_SCALE``: `
 teachers (``data/teachers``), 50k-step datasets, the three envs, N = 30, 3 seeds, 2k updates for the offline suite
 and 20k bfloat16 updates for the imitation suite (279 runs; about 40 minutes for the offline suite with
 ``--workers 2`` on two cores, and 100 minutes for the imitation suite's 90 runs measured while two other
-benchmarks shared the cores: 12,000 s of summed run time, roughly twice an idle machine's); ``full`` is the
+benchmarks shared the cores: 12,000 s of summed run time, which an idle machine should roughly halve); ``full`` is the
 paper's scale (three envs, 1M-step teachers and datasets, N = 200, 30, 0, 5 seeds, 1M updates, as in the authors'
 protocol) and needs a GPU-days budget; it has not been run.
 """
@@ -76,7 +76,7 @@ UPDATES = {"quick": 500, "default": 2_000, "full": 1_000_000}
 EVAL_EVERY = {"quick": 250, "default": 500, "full": 50_000}
 #: The imitation suite's own budget: ReCOIL's discriminator-free Q needs far more than 2k updates to separate the
 #: hidden expert data from the rest (seed-0 check: hopper random+expert30 went from 0.09 at 2k to 0.28-0.32 at 20k),
-#: so 2k would judge it before it has learnt anything. bfloat16 matrix products keep that budget near an hour.
+#: so 2k would judge it before it has learnt anything. bfloat16 matrix products keep that budget affordable.
 IMITATION_UPDATES = {"quick": 500, "default": 20_000, "full": 1_000_000}
 IMITATION_EVAL_EVERY = {"quick": 250, "default": 2_000, "full": 50_000}
 IMITATION_PRECISION = {"quick": "bf16", "default": "bf16", "full": "fp32"}

@@ -20,7 +20,7 @@
 
 **Modes**: ``--quick`` (100 trajectories, 2 seeds, 3k BC/CQL updates); the default (200 trajectories, 4 seeds, 5k
 BC/CQL updates, wider networks; 28 runs, 5,710 s of summed run time measured while other benchmarks shared the two
-cores, so well under an hour with ``--workers 2`` on an idle machine).
+cores, so under an hour with ``--workers 2``).
 
 The paper reports (recalled, unverified) MBRCSL 91.5, DT 57.2, %BC 54.0, CQL 34.8
 on its MuJoCo maze; our maze's returns are on a similar but not equal scale.
