@@ -75,6 +75,20 @@ OFFLINE_ENTRIES.update({
                                          "peer": sides["peer"]}
     for entry, sides in list(OFFLINE_ENTRIES.items())
 })
+# ReCOIL draws ``batch_size`` transitions from each of its two sets, so at 256 its critic and V see 512 rows per
+# update against IQL's 256: this pair matches the rows instead (128 from each set, 256 in all).
+OFFLINE_ENTRIES["recoil-rows-matched-bf16-vs-d3rlpy-iql"] = {
+    "cairnrl": ("recoil", {"batch_size": 128, "precision": "bf16"}), "peer": ("iql", {"batch_size": 256}),
+}
+#: The mixed-precision pairs once more with cairnrl's loss computations compiled (``compile_graph=True``,
+#: ``torch.compile``; the compilation happens in the untimed first update), for the algorithms that offer it.
+COMPILED_ALGORITHMS = ("iql", "fdvl", "recoil")
+OFFLINE_ENTRIES.update({
+    entry.replace("-bf16-", "-bf16-compiled-"): {
+        "cairnrl": (sides["cairnrl"][0], {**sides["cairnrl"][1], "compile_graph": True}), "peer": sides["peer"]}
+    for entry, sides in list(OFFLINE_ENTRIES.items())
+    if "-bf16-" in entry and sides["cairnrl"][0] in COMPILED_ALGORITHMS
+})
 #: ReCOIL's expert set in the speed runs: the first episodes of the same data (the workload, not the result, counts).
 RECOIL_EXPERT_EPISODES = 20
 OFFLINE_ENV = "Hopper-v5"
@@ -284,7 +298,9 @@ def _offline_summary(by_key: dict, mode: str, rows: list, numbers: dict) -> tupl
     lines = ["", f"Offline: {rounds_text} of {OFFLINE_UPDATES[mode]:,} gradient updates "
              f"per run on {OFFLINE_DATA['episodes']} random {OFFLINE_ENV} episodes, batch 256, (256, 256) MLPs, "
              f"{_where(by_key)}; d3rlpy 2.8.1 in its own virtual environment. Entries named -bf16- run cairnrl in "
-             "mixed precision (precision=\"bf16\"); d3rlpy always runs in float32.", "",
+             "mixed precision (precision=\"bf16\"), -compiled- also with compile_graph=True (torch.compile, "
+             "compiled in the untimed first update); d3rlpy always runs in float32, eager. ReCOIL draws its batch "
+             "from each of its two sets (512 rows per update at 256); -rows-matched- draws 128 from each.", "",
              "| entry | cairnrl updates/s | d3rlpy updates/s | ratio |", "| --- | --- | --- | --- |"]
     medians = []
     for entry in offline_entries(mode):
