@@ -82,7 +82,7 @@ class ReCOIL(OfflineAlgorithm):
     :param actor_lr_decay_steps: updates over which the actor's learning rate decays to 0 (cosine); ``None`` keeps
         it constant.
     :param compile_graph: run the loss computations through ``torch.compile`` (more updates/s on CPU after a
-        one-off compilation; results can differ from eager mode in the last bits).
+        one-off compilation, see ``cairnrl bench speed``; results can differ from eager mode in the last bits).
     :param precision: ``"fp32"`` or ``"bf16"`` (mixed precision, about twice the updates/s on CPUs with native
         bfloat16; see :class:`~cairnrl.algos.offline.OfflineAlgorithm`).
     """
