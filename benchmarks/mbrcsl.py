@@ -73,9 +73,7 @@ MBRCSL_SETTINGS = {
         "output_max_epochs": 30,
         "output_selection_start_epoch": 10,
     },
-    "full": {
-        "dynamics_net_arch": (128, 128),
-        "dynamics_weight_decay": (2.5e-5, 2.5e-5, 1e-4),
+    "full": {  # the paper's dynamics ensemble (7 x [200, 200, 200, 200], Swish), capped at 40 epochs
         "dynamics_max_epochs": 40,
         "dynamics_patience": 10,
         "behavior_net_arch": (128, 256),
