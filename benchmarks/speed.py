@@ -299,8 +299,9 @@ def _offline_summary(by_key: dict, mode: str, rows: list, numbers: dict) -> tupl
              f"per run on {OFFLINE_DATA['episodes']} random {OFFLINE_ENV} episodes, batch 256, (256, 256) MLPs, "
              f"{_where(by_key)}; d3rlpy 2.8.1 in its own virtual environment. Entries named -bf16- run cairnrl in "
              "mixed precision (precision=\"bf16\"), -compiled- also with compile_graph=True (torch.compile, "
-             "compiled in the untimed first update); d3rlpy always runs in float32, eager. ReCOIL draws its batch "
-             "from each of its two sets (512 rows per update at 256); -rows-matched- draws 128 from each.", "",
+             "compiled in the untimed first update); d3rlpy always runs in float32, eager (its compile_graph "
+             "option only acts on CUDA devices). ReCOIL draws its batch from each of its two sets (512 rows per "
+             "update at 256); -rows-matched- draws 128 from each.", "",
              "| entry | cairnrl updates/s | d3rlpy updates/s | ratio |", "| --- | --- | --- | --- |"]
     medians = []
     for entry in offline_entries(mode):
