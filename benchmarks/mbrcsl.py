@@ -19,8 +19,8 @@
   evaluation episode of every seed on the maze.
 
 **Modes**: ``--quick`` (100 trajectories, 2 seeds, 3k BC/CQL updates); the default (200 trajectories, 4 seeds, 5k
-BC/CQL updates, wider networks; 28 runs, 5,710 s of summed run time measured while other benchmarks shared the two
-cores, so under an hour with ``--workers 2``).
+BC/CQL updates, the paper's dynamics ensemble; 28 runs, 5,264 s of summed run time with two workers and nothing else
+on the two cores, about 45 minutes with ``--workers 2``).
 
 The paper reports (recalled, unverified) MBRCSL 91.5, DT 57.2, %BC 54.0, CQL 34.8
 on its MuJoCo maze; our maze's returns are on a similar but not equal scale.
