@@ -164,18 +164,27 @@ def test_speed_offline_pairs(tmp_path, monkeypatch):
 
 
 def test_speed_scales_select_their_pairs(monkeypatch):
-    """quick/full: every pair on the CPU, the -bf16- ones in mixed precision; gpu: the float32 offline pairs on CUDA."""
+    """quick/full: every pair on the CPU, the -bf16- ones in mixed precision, the -compiled- ones also compiled, the
+    rows-matched ReCOIL pair at half the batch per set; gpu: the float32 offline pairs on CUDA."""
     quick = speed.runs(quick=True)
     assert all("device" not in spec.config for spec in quick)
     bf16 = [spec for spec in quick if "-bf16-" in spec.task]
     assert {spec.config["algorithm"] for spec in bf16 if spec.family == "cairnrl"} == {
         "iql", "td3bc", "bc", "fdvl", "recoil"}
+    assert {spec.config["algorithm"] for spec in bf16 if "-compiled-" in spec.task and spec.family == "cairnrl"} == {
+        "iql", "fdvl", "recoil"}
     for spec in bf16:
-        plain = speed.OFFLINE_ENTRIES[spec.task.replace("-bf16", "")]
-        if spec.family == "cairnrl":
-            assert spec.config["hyperparameters"] == {**plain["cairnrl"][1], "precision": "bf16"}
-        else:
+        plain = speed.OFFLINE_ENTRIES[spec.task.replace("-bf16", "").replace("-compiled", "").replace(
+            "-rows-matched", "")]
+        if spec.family == "peer":
             assert spec.config["hyperparameters"] == plain["peer"][1]  # d3rlpy's side unchanged
+            continue
+        expected = {**plain["cairnrl"][1], "precision": "bf16"}
+        if "-compiled-" in spec.task:
+            expected["compile_graph"] = True
+        if "-rows-matched-" in spec.task:  # 128 from each of ReCOIL's two sets: the peer's 256 rows
+            expected["batch_size"] = plain["peer"][1]["batch_size"] // 2
+        assert spec.config["hyperparameters"] == expected
     monkeypatch.setenv(speed.SCALE_VARIABLE, "gpu")
     gpu = speed.runs(quick=False)
     assert gpu and all(spec.config.get("device") == "cuda" and "-bf16-" not in spec.task for spec in gpu)
