@@ -258,6 +258,21 @@ def _csv(path: Path, header: list[str], rows: list[list[Any]]) -> str:
     return path.name
 
 
+def below_peer(matrices: dict[str, np.ndarray], tasks: list[str]) -> dict[str, list[str]]:
+    """Per algorithm, the datasets where cairnrl's mean score lies below the lower end of d3rlpy's 95% bootstrap CI
+    of the mean over seeds: the benchmark's goal is cairnrl within the peer's CI or above it on every dataset."""
+    below = {}
+    for algorithm in ALGORITHMS:
+        ours, peer = matrices.get(f"cairnrl-{algorithm}"), matrices.get(f"d3rlpy-{algorithm}")
+        if ours is None or peer is None:
+            continue
+        below[algorithm] = [
+            task for index, task in enumerate(tasks)
+            if ours[:, index].mean() < stratified_bootstrap_intervals(peer[:, [index]], np.mean, seed=0)[1]
+        ]
+    return below
+
+
 def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summary:
     """Aggregates with CIs per algorithm, a per-dataset table, cairnrl learning curves and updates/s."""
     scale_key = scale_name(quick)
@@ -308,6 +323,10 @@ def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summar
         cells = [f"{matrix[:, index].mean():.1f} ± {matrix[:, index].std():.1f}" for matrix in matrices.values()]
         lines.append(f"| {task} | {data[task]['episodes']} | {data[task]['normalized_mean']:.1f} | "
                      + " | ".join(cells) + " |")
+    below = below_peer(matrices, tasks)
+    lines += ["", "Goal check, cairnrl's mean at or above the lower end of d3rlpy's 95% bootstrap CI (over seeds) on "
+              "every dataset: " + "; ".join(f"{algorithm}: " + (f"below on {', '.join(names)}" if names else "met")
+                                          for algorithm, names in below.items()) + "."]
     lines += ["", "Aggregates over (dataset, seed) runs, point estimate [95% stratified bootstrap CI]:", "",
               "| algorithm | IQM | mean | median | optimality gap | updates/s (median, min-max) |",
               "| --- | --- | --- | --- | --- | --- |"]
@@ -322,7 +341,7 @@ def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summar
                                                           enumerate(tasks)} for name, matrix in matrices.items()},
                "aggregates": {name: {metric: list(values) for metric, values in table.items()}
                               for name, table in intervals.items()},
-               "updates_per_second": speed, "datasets": data}
+               "updates_per_second": speed, "datasets": data, "below_peer_ci": below}
     return Summary(markdown="\n".join(lines), files=files, numbers=json.loads(json.dumps(numbers)))
 
 

@@ -193,3 +193,15 @@ def test_speed_scales_select_their_pairs(monkeypatch):
     monkeypatch.setenv(speed.SCALE_VARIABLE, "tpu")
     with pytest.raises(ConfigError, match="CAIRNRL_SPEED_SCALE must be one of"):
         speed.runs(quick=False)
+
+
+def test_offline_goal_check_flags_datasets_below_the_peers_ci():
+    """d3rlpy's scores [seeds, datasets]: a constant 10 on "a" (CI [10, 10]) and 0/20/40 on "b" (CI within [0, 40]);
+    cairnrl's mean 9 on "a" is below, 5 on "b" is inside, so only "a" is flagged, and only for the algorithm given."""
+    import benchmarks.offline as offline
+
+    peer = np.array([[10.0, 0.0], [10.0, 20.0], [10.0, 40.0]])
+    ours = np.array([[9.0, 5.0], [9.0, 5.0], [9.0, 5.0]])
+    below = offline.below_peer({"cairnrl-bc": ours, "d3rlpy-bc": peer, "cairnrl-iql": ours}, ["a", "b"])
+    assert below == {"bc": ["a"]}
+    assert offline.below_peer({"cairnrl-bc": peer, "d3rlpy-bc": peer}, ["a", "b"]) == {"bc": []}
