@@ -157,12 +157,18 @@ class OfflineAlgorithm(BaseAlgorithm):
         raise NotImplementedError
 
     def _compiled(self, function: Callable[..., Any]) -> Callable[..., Any]:
-        """``function`` itself, or (with ``compile_graph=True``) its ``torch.compile`` version, built once per name."""
+        """``function`` itself, or (with ``compile_graph=True``) its ``torch.compile`` version, built once per name.
+
+        The ``max-autotune-no-cudagraphs`` mode lets inductor time its own matrix-product kernels against the
+        library's at these shapes: on CPU in bfloat16 it gave IQL and f-DVL another ~10-15% updates/s over the
+        default mode (ReCOIL unchanged), for a few more seconds of compilation.
+        """
         if not self.compile_graph:
             return function
         name = function.__name__
         if name not in self._compiled_functions:
-            self._compiled_functions[name] = torch.compile(function, dynamic=False)
+            self._compiled_functions[name] = torch.compile(function, dynamic=False,
+                                                           mode="max-autotune-no-cudagraphs")
         return self._compiled_functions[name]
 
     def _precision_context(self) -> torch.autocast:
