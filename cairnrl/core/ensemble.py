@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from cairnrl.core.networks import in_float32
 from cairnrl.core.validation import check_int, check_int_tuple
 
 
@@ -34,10 +35,7 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(n_members, 1, out_features).uniform_(-bound, bound))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        if self.full_precision and torch.is_autocast_enabled(inputs.device.type):
-            with torch.autocast(inputs.device.type, enabled=False):
-                return self._affine(inputs.float())
-        return self._affine(inputs)
+        return in_float32(self._affine, inputs) if self.full_precision else self._affine(inputs)
 
     def _affine(self, inputs: torch.Tensor) -> torch.Tensor:
         if inputs.dim() == 2:  # one input shared by all members: broadcast (a view), no copy of the weights
@@ -47,10 +45,11 @@ class EnsembleLinear(nn.Module):
     def frozen_member(self, inputs: torch.Tensor, member: int) -> torch.Tensor:
         """Member ``member`` alone on ``[batch, in]`` with its weights detached: gradients reach the inputs only."""
         weight, bias = self.weight[member].detach(), self.bias[member, 0].detach()
-        if self.full_precision and torch.is_autocast_enabled(inputs.device.type):
-            with torch.autocast(inputs.device.type, enabled=False):
-                return torch.addmm(bias, inputs.float(), weight)
-        return torch.addmm(bias, inputs, weight)
+
+        def affine(rows: torch.Tensor) -> torch.Tensor:
+            return torch.addmm(bias, rows, weight)
+
+        return in_float32(affine, inputs) if self.full_precision else affine(inputs)
 
     def extra_repr(self) -> str:
         return (f"n_members={self.n_members}, in_features={self.in_features}, out_features={self.out_features}"

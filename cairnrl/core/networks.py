@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import cast
 
 import gymnasium as gym
@@ -39,10 +40,16 @@ class OutputLinear(nn.Linear):
     """
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        if not torch.is_autocast_enabled(inputs.device.type):  # the float32 path pays for no context switch
-            return super().forward(inputs)
-        with torch.autocast(inputs.device.type, enabled=False):
-            return super().forward(inputs.float())
+        return in_float32(super().forward, inputs)
+
+
+def in_float32(function: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+    """``function(inputs)`` in float32 even inside an autocast region (there, ``inputs`` are cast up and autocast is
+    suspended); outside one it runs as is, paying for no context switch."""
+    if not torch.is_autocast_enabled(inputs.device.type):
+        return function(inputs)
+    with torch.autocast(inputs.device.type, enabled=False):
+        return function(inputs.float())
 
 
 class OneHot(nn.Module):
