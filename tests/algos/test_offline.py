@@ -257,13 +257,13 @@ def test_bf16_loss_is_close_to_the_fp32_loss():
         assert losses["bf16"][name] == pytest.approx(value, rel=0.03, abs=1e-3), name
 
 
-
-@pytest.mark.parametrize("name", ["iql", "fdvl", "recoil"])
-def test_compiled_updates_match_eager_updates(name):
+@pytest.mark.parametrize(("name", "kwargs"), [("iql", {}), ("fdvl", {}), ("recoil", {"variant": "official"}),
+                                             ("recoil", {"variant": "paper"})])
+def test_compiled_updates_match_eager_updates(name, kwargs):
     """``compile_graph=True`` runs the same losses through ``torch.compile``: after a few updates from the same seed
     every parameter agrees with eager mode to float32 rounding."""
     data = point_goal_data(4, 4)
-    extra = {"expert_dataset": data.select(range(2))} if name == "recoil" else {}
+    extra = {**kwargs, **({"expert_dataset": data.select(range(2))} if name == "recoil" else {})}
     parameters = {}
     for compile_graph in (False, True):
         model = ALGORITHMS[name]("MlpPolicy", data, seed=0, net_arch=(32, 32), batch_size=16, eval_freq=0,
