@@ -19,8 +19,8 @@
   evaluation episode of every seed on the maze.
 
 **Modes**: ``--quick`` (100 trajectories, 2 seeds, 3k BC/CQL updates); the default (200 trajectories, 4 seeds, 5k
-BC/CQL updates, the paper's dynamics ensemble; 28 runs, 5,264 s of summed run time with two workers and nothing else
-on the two cores, about 45 minutes with ``--workers 2``).
+BC/CQL updates, the paper's dynamics ensemble; 28 runs, under an hour with ``--workers 2`` on two otherwise idle
+cores: the summed run time is recorded in BENCHMARKS.md "mbrcsl (full)").
 
 The paper reports (recalled, unverified) MBRCSL 91.5, DT 57.2, %BC 54.0, CQL 34.8
 on its MuJoCo maze; our maze's returns are on a similar but not equal scale.
@@ -53,9 +53,9 @@ EVAL_EPISODES = 10
 #: Scaled-down paper settings (paper: 4 x 200 dynamics, diffusion widths 256-512-1024 for 50 epochs, 1024 x 1024
 #: output policy at lr 5e-5 for 100 epochs, 100 kept rollouts, 1,000 trajectories). The default mode keeps the
 #: paper's 7 x [200, 200, 200, 200] dynamics ensemble, capped at 40 epochs (it does not stop early within that on
-#: 200 trajectories): a 2 x 128 ensemble, tried first to save time, sent 98% of the kept rollouts through walls
-#: and predicted rewards above the maximum of 1 on 28% of their steps, and a 3 x 200 one was hardly better
-#: (:func:`rollout_fidelity` measures both). Behaviour and output networks are scaled down.
+#: 200 trajectories): a 2 x 128 ensemble, tried first to save time, sent nearly every kept rollout through walls
+#: and often predicted rewards above their maximum of 1, and a 3 x 200 one was hardly better (measured with
+#: :func:`rollout_fidelity`, which the summary reports per seed). Behaviour and output networks are scaled down.
 MBRCSL_SETTINGS = {
     "quick": {
         "dynamics_net_arch": (128, 128),

@@ -160,8 +160,8 @@ class OfflineAlgorithm(BaseAlgorithm):
         """``function`` itself, or (with ``compile_graph=True``) its ``torch.compile`` version, built once per name.
 
         The ``max-autotune-no-cudagraphs`` mode lets inductor time its own matrix-product kernels against the
-        library's at these shapes: on CPU in bfloat16 it gave IQL and f-DVL another ~10-15% updates/s over the
-        default mode (ReCOIL unchanged), for a few more seconds of compilation.
+        library's at these shapes; on CPU in bfloat16 that made IQL and f-DVL faster than the default mode (ReCOIL
+        about even), for a few more seconds of compilation (``cairnrl bench speed`` records the result).
         """
         if not self.compile_graph:
             return function

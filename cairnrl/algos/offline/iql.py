@@ -67,8 +67,8 @@ class IQL(OfflineAlgorithm):
         it constant.
     :param reward_normalization: ``"return_range"`` (MuJoCo: rewards x 1000 / (max - min episode return)) or
         ``"none"``.
-    :param compile_graph: run the loss computations through ``torch.compile`` (about 10-20% more updates/s on CPU
-        after a one-off compilation of about a minute; results can differ from eager mode in the last bits).
+    :param compile_graph: run the loss computations through ``torch.compile`` (more updates/s on CPU after a
+        one-off compilation, see ``cairnrl bench speed``; results can differ from eager mode in the last bits).
     :param precision: ``"fp32"`` or ``"bf16"`` (mixed precision, about twice the updates/s on CPUs with native
         bfloat16; see :class:`~cairnrl.algos.offline.OfflineAlgorithm`).
     """
