@@ -24,7 +24,7 @@ Modes: ``--quick`` is a smoke test of the pipeline on Hopper only (a 4k-step SAC
 medium set for the offline suite, N = 5 and 0, 2 seeds, 500 updates): its scores say nothing about the
 algorithms. Without ``--quick`` the scale comes from ``CAIRNRL_DUALRL_SCALE``: ``default`` uses the committed SAC
 teachers (``data/teachers``), 50k-step datasets, the three envs, N = 30, 3 seeds, 2k updates for the offline suite
-and 20k bfloat16 updates for the imitation suite (279 runs: the offline suite's fit well under an hour with
+and 20k bfloat16 updates for the imitation suite (279 runs: the offline suite's fit under an hour with
 ``--workers 2`` on two cores, the imitation suite's 90 take longer, their summed run time is recorded in
 BENCHMARKS.md "dualrl (full)"); ``full`` is the paper's scale (three envs, 1M-step teachers and datasets,
 N = 200, 30, 0, 5 seeds, 1M updates, as in the authors' protocol) and needs a GPU-days budget; it has not been run.
