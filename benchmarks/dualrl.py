@@ -23,11 +23,12 @@ before the step, keeping the last finite model, which is then evaluated) and the
 Modes: ``--quick`` is a smoke test of the pipeline on Hopper only (a 4k-step SAC teacher, 5k-step datasets, the
 medium set for the offline suite, N = 5 and 0, 2 seeds, 500 updates): its scores say nothing about the
 algorithms. Without ``--quick`` the scale comes from ``CAIRNRL_DUALRL_SCALE``: ``default`` uses the committed SAC
-teachers (``data/teachers``), 50k-step datasets, the three envs, N = 30, 3 seeds, 2k updates for the offline suite
-and 20k bfloat16 updates for the imitation suite (279 runs: the offline suite's fit under an hour with
-``--workers 2`` on two cores, the imitation suite's 90 take longer, their summed run time is recorded in
-BENCHMARKS.md "dualrl (full)"); ``full`` is the paper's scale (three envs, 1M-step teachers and datasets,
-N = 200, 30, 0, 5 seeds, 1M updates, as in the authors' protocol) and needs a GPU-days budget; it has not been run.
+teachers (``data/teachers``), 50k-step datasets, the three envs, N = 30 and 0 on the random set and N = 30 on the
+medium set, 3 seeds, 2k updates for the offline suite and 20k bfloat16 updates for the imitation suite (324 runs:
+the offline suite's 189 fit under an hour with ``--workers 2`` on two cores, the imitation suite's 135 take longer,
+their summed run time is recorded in BENCHMARKS.md "dualrl (full)"); ``full`` is the paper's scale (three envs,
+1M-step teachers and datasets, N = 200, 30, 0, 5 seeds, 1M updates, as in the authors' protocol) and needs a
+GPU-days budget; it has not been run.
 """
 
 from __future__ import annotations
@@ -68,8 +69,12 @@ TEACHER_BUDGET: dict[str, int | None] = {"quick": 4_000, "default": None, "full"
 DATA_STEPS = {"quick": 5_000, "default": 50_000, "full": 1_000_000}
 OFFLINE_KINDS = {"quick": ["medium"], "default": ["medium", "medium-replay", "medium-expert"],
                  "full": ["medium", "medium-replay", "medium-expert"]}
-IMITATION_BASES = {"quick": ["random"], "default": ["random", "medium"], "full": ["random", "medium"]}
-HIDDEN_EXPERTS = {"quick": [5, 0], "default": [30], "full": [200, 30, 0]}
+#: Suboptimal set -> numbers N of expert trajectories hidden in it (``N = 0``: the plain set), per mode.
+HIDDEN_EXPERTS: dict[str, dict[str, list[int]]] = {
+    "quick": {"random": [5, 0]},
+    "default": {"random": [30, 0], "medium": [30]},
+    "full": {"random": [200, 30, 0], "medium": [200, 30, 0]},
+}
 SEEDS = {"quick": [0, 1], "default": [0, 1, 2], "full": [0, 1, 2, 3, 4]}
 UPDATES = {"quick": 500, "default": 2_000, "full": 1_000_000}
 EVAL_EVERY = {"quick": 250, "default": 500, "full": 50_000}
@@ -134,8 +139,8 @@ def runs(quick: bool) -> list[RunSpec]:
                                                   "hyperparameters": hyperparameters,
                                                   "dataset": _recipe(f"{env}-{kind}", mode)},
                     ))
-        for base in IMITATION_BASES[mode]:
-            for n in HIDDEN_EXPERTS[mode]:
+        for base, hidden in HIDDEN_EXPERTS[mode].items():
+            for n in hidden:
                 name = f"{env}-{base}+expert{n}" if n else f"{env}-{base}"
                 for label, (algorithm, hyperparameters) in IMITATION_ALGORITHMS.items():
                     for seed in SEEDS[mode]:
@@ -303,7 +308,8 @@ def _suite_section(results: list[RunResult], suite: str, report_dir: Path, mode:
                      + f" | {row['diverged']}/{row['runs']} | {q_text} | {row['updates_per_second']:.0f} |")
     by_mixture = _mixture_aggregates(matrices, tasks) if suite == "imitation" else {}
     if by_mixture:
-        lines += ["", "IQM per suboptimal set (tasks of that mixture only, 95% CIs):", "",
+        lines += ["", "IQM per suboptimal set over the envs (N expert trajectories hidden in it; `random` and "
+                  "`medium` alone are N = 0), 95% CIs:", "",
                   "| algorithm | " + " | ".join(by_mixture) + " |", "| --- |" + " --- |" * len(by_mixture)]
         lines += [f"| {name} | " + " | ".join(_interval(by_mixture[base][name]) for base in by_mixture) + " |"
                   for name in matrices]
@@ -320,9 +326,10 @@ def _suite_section(results: list[RunResult], suite: str, report_dir: Path, mode:
 
 
 def _mixture_aggregates(matrices: dict[str, np.ndarray], tasks: list[str]) -> dict[str, dict[str, tuple]]:
-    """IQM with its CI per suboptimal set (``random``, ``medium``: ``il:{env}-{base}+expert{N}`` tasks), the scale at
-    which ReCOIL's goal (beat both BCs on random+expert) is judged."""
-    bases = {task: task.split(":", 1)[1].split("-", 1)[1].split("+", 1)[0] for task in tasks}
+    """IQM with its CI per suboptimal set over the envs (``random+expert30``, ``random`` for N = 0, ...: the
+    ``il:{env}-{set}`` tasks), the scale at which ReCOIL's goal (beat both BCs on random+expert) is judged and at
+    which the score's dependence on N is read."""
+    bases = {task: task.split(":", 1)[1].split("-", 1)[1] for task in tasks}
     table: dict[str, dict[str, tuple]] = {}
     for base in dict.fromkeys(bases.values()):
         columns = [i for i, task in enumerate(tasks) if bases[task] == base]

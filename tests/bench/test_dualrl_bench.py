@@ -20,7 +20,9 @@ def test_declared_suites(monkeypatch):
 def test_default_scale_uses_the_committed_teachers(monkeypatch):
     monkeypatch.delenv(dualrl.SCALE_VARIABLE, raising=False)
     default = dualrl.runs(quick=False)
-    assert len(default) == 3 * 3 * (3 * len(dualrl.OFFLINE_ALGORITHMS) + 2 * len(dualrl.IMITATION_ALGORITHMS))
+    assert len(default) == 3 * 3 * (3 * len(dualrl.OFFLINE_ALGORITHMS) + 3 * len(dualrl.IMITATION_ALGORITHMS))
+    assert {spec.task for spec in default if spec.task.startswith("il:hopper")} == {
+        "il:hopper-random+expert30", "il:hopper-random", "il:hopper-medium+expert30"}
     medium = next(spec for spec in default if spec.task == "rl:walker2d-medium")
     assert medium.config["dataset"]["teacher"] == dualrl.committed_teacher_digest("walker2d")
     assert "teacher_budget" not in medium.config["dataset"]
@@ -38,7 +40,7 @@ def test_dualrl_benchmark_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setitem(dualrl.TEACHER_BUDGET, "quick", 300)
     monkeypatch.setitem(dualrl.DATA_STEPS, "quick", 300)
     monkeypatch.setitem(dualrl.OFFLINE_KINDS, "quick", ["medium"])
-    monkeypatch.setitem(dualrl.HIDDEN_EXPERTS, "quick", [2])
+    monkeypatch.setitem(dualrl.HIDDEN_EXPERTS, "quick", {"random": [2]})
     monkeypatch.setitem(dualrl.SEEDS, "quick", [0])
     monkeypatch.setitem(dualrl.UPDATES, "quick", 20)
     monkeypatch.setitem(dualrl.EVAL_EVERY, "quick", 10)
@@ -59,6 +61,18 @@ def test_dualrl_benchmark_end_to_end(tmp_path, monkeypatch):
     summary = dualrl.summarize(results, tmp_path, quick=True)
     assert set(summary.numbers["offline"]["aggregates"]) == {"fdvl-chi2", "iql"}
     assert summary.numbers["imitation"]["stability"]["recoil-paper"]["diverged"] == 0
-    assert set(summary.numbers["imitation"]["iqm_by_mixture"]) == {"random"}  # hopper-random+expert2
+    assert set(summary.numbers["imitation"]["iqm_by_mixture"]) == {"random+expert2"}
     assert "IQM per suboptimal set" in summary.markdown
     assert {"offline_intervals.png", "imitation_profiles.png", "imitation_curves.png"} <= set(summary.files)
+
+
+def test_mixture_aggregates_keep_each_number_of_hidden_experts_apart():
+    import numpy as np
+
+    tasks = ["il:hopper-random+expert30", "il:walker2d-random+expert30", "il:hopper-random"]
+    matrix = np.array([[0.3, 0.1, 0.02], [0.5, 0.2, 0.04], [0.4, 0.3, 0.03]])  # seeds x tasks
+    table = dualrl._mixture_aggregates({"recoil": matrix}, tasks)
+    assert list(table) == ["random+expert30", "random"]
+    assert table["random"]["recoil"][0] == pytest.approx(0.03)  # IQM of 0.02, 0.04, 0.03
+    mixed = np.sort(matrix[:, :2].ravel())
+    assert table["random+expert30"]["recoil"][0] == pytest.approx(mixed[1:-1].mean())  # both envs pooled
