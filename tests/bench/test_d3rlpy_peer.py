@@ -294,6 +294,20 @@ def test_offline_benchmark_is_declared(tmp_path):
     assert offline.CAIRNRL_HYPERPARAMETERS == {"precision": "bf16"}
 
 
+def test_offline_five_seed_scale_extends_the_default_runs(monkeypatch):
+    monkeypatch.delenv(offline.SCALE_VARIABLE, raising=False)
+    default = offline.runs(False)
+    monkeypatch.setenv(offline.SCALE_VARIABLE, "five-seed")
+    five = offline.runs(False)
+    assert len(five) == 9 * 3 * 2 * 5
+    assert {spec.seed for spec in five} == {0, 1, 2, 3, 4}
+    fingerprints = {spec.fingerprint for spec in five}
+    assert all(spec.fingerprint in fingerprints for spec in default)  # seeds 0-2 resume the default's runs
+    monkeypatch.setenv(offline.SCALE_VARIABLE, "ten-seed")
+    with pytest.raises(offline.ConfigError, match="five-seed"):
+        offline.runs(False)
+
+
 def test_offline_summary(tmp_path):
     # Per algorithm: scores a on hopper-random and b on hopper-medium for both seeds, so every aggregate is
     # known by hand: IQM = mean = median = (a + b) / 2 (two tasks), optimality gap = mean(max(100 - s, 0)).
