@@ -88,7 +88,7 @@ EVAL_EPISODES = {"quick": 5, "default": 5, "full": 10}
 BATCH = 256
 #: label -> (algorithm, hyperparameters); f-DVL's temperatures are the lambda of each f (reverse KL: Gumbel T).
 OFFLINE_ALGORITHMS: dict[str, tuple[str, dict[str, Any]]] = {
-    "fdvl-chi2": ("fdvl", {"f": "chi2", "temperature": 0.8}),
+    "fdvl-chi2": ("fdvl", {"f": "chi2", "temperature": 0.5}),
     "fdvl-tv": ("fdvl", {"f": "tv", "temperature": 0.8}),
     "fdvl-rkl": ("fdvl", {"f": "reverse-kl", "temperature": 2.0, "max_clip": 7.0}),
     "iql": ("iql", {}),

@@ -15,6 +15,7 @@ from cairnrl.algos.offline.dual_losses import (
     gumbel_loss,
     twin_huber_loss,
 )
+from cairnrl.algos.offline.fdvl import DEFAULT_TEMPERATURES
 from cairnrl.core.ensemble import EnsembleMLP
 from cairnrl.exceptions import ConfigError
 
@@ -141,3 +142,24 @@ def test_learns_the_good_part_of_a_mixed_dataset(bc_on_everything, f, temperatur
     assert bc_on_everything < -35.0
     assert ours > -15.0 and ours > bc_on_everything + 25.0
     assert np.isfinite(ours)
+
+
+@pytest.mark.parametrize(("temperature", "offset"), [(0.5, 0.0), (0.8, -1.5), (0.4, 1.0)])
+def test_exact_chi2_value_settles_where_the_implied_ratio_averages_to_its_lambda_target(temperature, offset):
+    # Stationarity of E[lambda f*(Q - V) - (1 - lambda)(Q - V)] in V: 1 + y/2 = (1 - lambda) / lambda, so with one
+    # Q value V sits at Q - y: on Q at lambda = 1/2, 1.5 above it at the authors' 0.8.
+    q = torch.full((8,), 3.0)
+    v = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([v], lr=0.5)
+    for _ in range(500):
+        optimizer.zero_grad()
+        dual_v_loss(q - v, temperature, "chi2").backward()
+        optimizer.step()
+    assert (q - v).detach() == pytest.approx(torch.full((8,), offset), abs=1e-4)
+
+
+def test_temperature_defaults_per_f():
+    for f, expected in DEFAULT_TEMPERATURES.items():
+        assert FDVL("MlpPolicy", datasets()[0], f=f, **TOY).temperature == expected
+    assert DEFAULT_TEMPERATURES["chi2"] == 0.5
+    assert FDVL("MlpPolicy", datasets()[0], f="tv", temperature=0.9, **TOY).temperature == 0.9
