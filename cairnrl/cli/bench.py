@@ -16,6 +16,8 @@ cluster ``--ray-address`` names (default: a new local Ray instance), which needs
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -27,11 +29,15 @@ from cairnrl.cli.options import add_group, add_progress_option, positive_int
 from cairnrl.exceptions import ConfigError
 
 REPORT = "report"
+#: Environment variables that resize a benchmark (``scale_from_environment``), shown in its recorded command.
+SCALE_VARIABLE = re.compile(r"CAIRNRL_[A-Z0-9]+_SCALE")
 
 
 def _command(args: argparse.Namespace) -> str:
-    """The command line that reproduces this suite, recorded in every ``run.json`` and in BENCHMARKS.md."""
-    parts = ["cairnrl", "bench", args.name]
+    """The command line that reproduces this suite, recorded in every ``run.json`` and in BENCHMARKS.md, led by the
+    ``CAIRNRL_*_SCALE`` variables that select a benchmark's scale when they are set."""
+    scales = [f"{name}={value}" for name, value in sorted(os.environ.items()) if SCALE_VARIABLE.fullmatch(name)]
+    parts = [*scales, "cairnrl", "bench", args.name]
     if args.suites is not None:
         parts += ["--suites", str(args.suites)]
     if args.quick:

@@ -184,3 +184,18 @@ def test_register_adds_the_bench_subcommand():
     assert (args.name, args.quick, args.workers, args.out, args.func) == ("sqirl", True, 2, "somewhere", run_benchmark)
     assert (args.launcher, args.ray_address, args.suites) == ("ray", None, None)
     assert parser.parse_args(["bench", "--list"]).list
+
+
+def test_recorded_command_carries_the_scale_variables(monkeypatch):
+    import argparse
+    import os
+
+    from cairnrl.cli.bench import _command
+
+    for name in [name for name in os.environ if name.startswith("CAIRNRL_")]:
+        monkeypatch.delenv(name)
+    args = argparse.Namespace(name="offline", suites=None, quick=False, workers=2, launcher="local", out=None)
+    assert _command(args) == "cairnrl bench offline --workers 2"
+    monkeypatch.setenv("CAIRNRL_OFFLINE_SCALE", "five-seed")
+    monkeypatch.setenv("CAIRNRL_D3RLPY_VENV", "/somewhere")  # not a scale: left out
+    assert _command(args) == "CAIRNRL_OFFLINE_SCALE=five-seed cairnrl bench offline --workers 2"
