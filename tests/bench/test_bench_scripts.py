@@ -205,3 +205,7 @@ def test_offline_goal_check_flags_datasets_below_the_peers_ci():
     below = offline.below_peer({"cairnrl-bc": ours, "d3rlpy-bc": peer, "cairnrl-iql": ours}, ["a", "b"])
     assert below == {"bc": ["a"]}
     assert offline.below_peer({"cairnrl-bc": peer, "d3rlpy-bc": peer}, ["a", "b"]) == {"bc": []}
+    # Roles swapped: d3rlpy's mean 10 on "a" is above cairnrl's CI [9, 9]; 20 on "b" is above [5, 5] too.
+    assert offline.below_peer({"cairnrl-bc": ours, "d3rlpy-bc": peer}, ["a", "b"], "d3rlpy", "cairnrl") == {"bc": []}
+    assert offline.below_peer({"cairnrl-bc": peer, "d3rlpy-bc": ours}, ["a", "b"], "d3rlpy", "cairnrl") == {
+        "bc": ["a"]}
