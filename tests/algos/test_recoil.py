@@ -7,7 +7,7 @@ import torch
 from dual_toy import datasets, score
 
 from cairnrl.algos import BC, ReCOIL
-from cairnrl.algos.offline.dual_losses import lsiq_critic_loss, mixture_chi2_critic_loss
+from cairnrl.algos.offline.dual_losses import gumbel_loss, lsiq_critic_loss, mixture_chi2_critic_loss
 from cairnrl.data import Dataset, collect, concatenate
 from cairnrl.exceptions import ConfigError, DatasetError
 
@@ -105,6 +105,25 @@ def test_logs_q_statistics():
     model = ReCOIL("MlpPolicy", mixture, expert_dataset=expert, seed=0, **TOY)
     losses = model._train_step(model.sampler.sample())
     assert {"train/q_mean", "train/q_max_abs", "train/value_loss", "train/critic_loss"} <= set(losses)
+
+
+def test_official_value_loss_and_gradient_equal_the_whole_batch_form():
+    """The official V loss averages the Gumbel regression over the offline half, with the expert half only in the
+    rescaling maximum: computing the expert half without gradient gives the loss and V gradient of the form that
+    runs V on the whole [offline | expert] batch."""
+    mixture, expert = datasets()
+    model = ReCOIL("MlpPolicy", mixture, expert_dataset=expert, seed=0, temperature=0.5, **TOY)
+    offline, demos = model.sampler.sample(), model.expert_sampler.sample()
+    obs, action, n = torch.cat([offline.obs, demos.obs]), torch.cat([offline.action, demos.action]), len(offline.obs)
+    loss, target_q = model._value_loss(obs, action, n)
+    fast = torch.autograd.grad(loss, list(model.value.parameters()))
+    diff = model.critic.target_min(obs, action) - model.value(obs)
+    whole = gumbel_loss(diff[:n], 0.5, model.max_clip, max_over=diff[n:])
+    reference = torch.autograd.grad(whole, list(model.value.parameters()))
+    assert loss.item() == pytest.approx(whole.item(), rel=1e-5)
+    assert target_q.shape == diff.shape
+    for mine, theirs in zip(fast, reference, strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-7)
 
 
 @pytest.fixture(scope="module")

@@ -236,10 +236,12 @@ class ReCOIL(OfflineAlgorithm):
         offline half (the maximum of the rescaling spans both), the paper's V fits the whole mixture batch. Also
         returns ``Q_bar``."""
         target_q = self.critic.target_min(obs, action)
-        diff = target_q - self.value(obs)
-        if self.variant == "official":
-            return gumbel_loss(diff[:n_offline], self.temperature, self.max_clip, max_over=diff[n_offline:]), target_q
-        return gumbel_loss(diff, self.temperature, self.max_clip), target_q
+        if self.variant == "official":  # the expert half only enters the maximum, which has no gradient
+            with torch.no_grad():
+                expert_diff = target_q[n_offline:] - self.value(obs[n_offline:])
+            diff = target_q[:n_offline] - self.value(obs[:n_offline])
+            return gumbel_loss(diff, self.temperature, self.max_clip, max_over=expert_diff), target_q
+        return gumbel_loss(target_q - self.value(obs), self.temperature, self.max_clip), target_q
 
     def _actor_critic_losses(
         self, offline: TransitionBatch, expert: TransitionBatch, target_q: torch.Tensor
