@@ -338,6 +338,13 @@ def _mixture_aggregates(matrices: dict[str, np.ndarray], tasks: list[str]) -> di
     return table
 
 
+def _settings(results: list[RunResult]) -> str:
+    """``label: key=value, ...`` for every label whose runs override an algorithm default."""
+    overrides = {r.spec.algorithm: r.spec.config["hyperparameters"] for r in results}
+    return "; ".join(f"{label}: " + ", ".join(f"{key}={value}" for key, value in hyperparameters.items())
+                     for label, hyperparameters in overrides.items() if hyperparameters)
+
+
 def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summary:
     mode = mode_name(quick)
     lines = [
@@ -349,6 +356,8 @@ def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summar
           "final evaluation episodes; score = D4RL-normalised return / 100 (0 = random, 1 = D4RL expert). Cells: "
           "mean ± std over seeds; aggregates over (task, seed) with 95% stratified-bootstrap CIs; max abs Q: the "
           "largest per-log-interval mean of the batch max |Q|.",
+        "",
+        f"Settings besides each algorithm's defaults, as the runs recorded them: {_settings(results)}.",
         "",
     ]
     files, numbers = [], {"mode": mode}
