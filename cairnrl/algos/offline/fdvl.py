@@ -25,6 +25,21 @@ orthogonal; dataset actions are not clipped to +-(1 - 1e-5) (the untransformed G
 when random actions are also on); the gradient penalty uses each head's own gradient (the code penalises the first
 head's twice).
 
+**Lambda for the exact chi-square** (``temperature=None`` takes :data:`DEFAULT_TEMPERATURES`). Setting the V
+gradient of ``L_V`` to zero gives ``E_D[w(y)] = (1 - lambda) / lambda`` with ``w(y) = max(0, 1 + y/2)`` the
+derivative of the conjugate, i.e. the implied ratio ``d*(s, a) / d^D(s, a)``. A density ratio averages to 1 under
+``d^D``, which holds at ``lambda = 1/2``; a larger lambda sets V above Q by a fixed amount, not a fraction of Q's
+spread: with all ``y`` equal, ``1 + y/2 = (1 - lambda) / lambda``, so at the authors' 0.8 every advantage
+``Q_bar - V`` is about -1.5 and the AWR weights ``exp(3 A)`` about 0.01, which slows the actor roughly a hundredfold
+and inflates Q through ``V(s')``. The authors' code does not see this: its dead zone on (-4, 0) lets V settle where
+``y = 0``. Measured on our hopper-medium (2k updates, batch 256; trained f-DVL, 4,096 dataset pairs): mean advantage
+-1.46 and mean AWR weight 0.17 at lambda = 0.8, +0.08 and 3.5 at 0.5, IQL -0.20 and 1.2. Tuned with
+``cairnrl tune fdvl --set f=chi2`` (lambda only, 2k updates, tuning seeds 100-102, test seeds 200-202): on
+hopper-medium the best lambda was 0.51 (test return 610 against 438 at 0.8); on walker2d-medium lambdas of 0.30-0.38
+scored highest on the tuning seeds but not on the test seeds (0.30: 362, spread -15 to 935, against 528 at 0.8).
+Below 1/2 every advantage is positive and the AWR weights sit at their clip (mean weight 94-97 of 100 at lambda =
+0.35 on both datasets): the actor becomes behaviour cloning with a large step. The default is the normalised 1/2.
+
 A loss that turns non-finite stops training with a :class:`~cairnrl.exceptions.ConfigError` naming the loss and
 the update, before any optimiser step uses it, so the model keeps its last finite parameters.
 """
@@ -55,7 +70,7 @@ from cairnrl.core.validation import check_bool, check_choice, check_float, check
 from cairnrl.data import Dataset, TransitionBatch
 
 F_DIVERGENCES = ("chi2", "chi2-reference", "tv", "reverse-kl")
-#: ``temperature=None`` resolves per f: lambda = 1/2 for the exact chi-square (see the class docstring), the
+#: ``temperature=None`` resolves per f: lambda = 1/2 for the exact chi-square (see the module docstring), the
 #: authors' 0.8 for their chi-square code and for total variation (V at the 0.75 quantile of Q), and a Gumbel
 #: temperature of 2 for reverse KL.
 DEFAULT_TEMPERATURES = {"chi2": 0.5, "chi2-reference": 0.8, "tv": 0.8, "reverse-kl": 2.0}
@@ -88,23 +103,7 @@ class FDVL(OfflineAlgorithm):
     :param temperature: lambda, the weight of the conjugate term against the ``(1 - lambda) E[V]`` term: in (0, 1]
         (``"tv"``: (1/2, 1], V then tracks the (2 lambda - 1) / lambda quantile of Q); for ``"reverse-kl"`` the
         Gumbel temperature (> 0; larger is more conservative, the authors use 1 to 10). ``None``: the value of
-        :data:`DEFAULT_TEMPERATURES` for ``f``.
-
-    **Lambda for the exact chi-square.** Setting the V gradient of ``L_V`` to zero gives
-    ``E_D[w(y)] = (1 - lambda) / lambda`` with ``w(y) = max(0, 1 + y/2)`` the derivative of the conjugate, i.e. the
-    implied ratio ``d*(s, a) / d^D(s, a)``. A density ratio averages to 1 under ``d^D``, which holds at
-    ``lambda = 1/2``; a larger lambda sets V above Q by a fixed amount, not a fraction of Q's spread: with all
-    ``y`` equal, ``1 + y/2 = (1 - lambda) / lambda``, so at the authors' 0.8 every advantage ``Q_bar - V`` is about
-    -1.5 and the AWR weights ``exp(3 A)`` about 0.01, which slows the actor roughly a hundredfold and inflates Q
-    through ``V(s')``. The authors' code does not see this: its dead zone on (-4, 0) lets V settle where
-    ``y = 0``. Measured on our hopper-medium (2k updates, batch 256; trained f-DVL, 4,096 dataset pairs): mean
-    advantage -1.46 and mean AWR weight 0.17 at lambda = 0.8, +0.08 and 3.5 at 0.5, IQL -0.20 and 1.2. Tuned with
-    ``cairnrl tune fdvl --set f=chi2`` (lambda only, 2k updates, tuning seeds 100-102, test seeds 200-202): on
-    hopper-medium the best lambda was 0.51 (test return 610 against 438 at 0.8); on walker2d-medium lambdas of
-    0.30-0.38 scored highest on the tuning seeds but not on the test seeds (0.30: 362, spread -15 to 935, against
-    528 at 0.8). Below 1/2 every advantage is positive and the AWR weights sit at their clip (mean weight 94-97 of
-    100 at lambda = 0.35 on both datasets): the actor becomes behaviour cloning with a large step. The default is
-    the normalised 1/2.
+        :data:`DEFAULT_TEMPERATURES` for ``f`` (for the exact chi-square 1/2, see the module docstring).
     :param max_clip: ``"reverse-kl"`` only: clip of the Gumbel exponent ``(Q - V) / lambda``; ``None`` for none.
     :param learning_rate: Adam step size of V, Q and the actor.
     :param gamma: discount.
