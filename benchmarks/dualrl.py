@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from benchmarks.offline import committed_teacher_digest, obtain_dataset
-from cairnrl.bench.aggregate import curve_arrays, score_matrices
+from cairnrl.bench.aggregate import curve_arrays, describe_settings, score_matrices
 from cairnrl.bench.d3rlpy_peer import MUJOCO_PEER_HYPERPARAMETERS
 from cairnrl.bench.experiment import (
     Experiment,
@@ -341,8 +341,7 @@ def _mixture_aggregates(matrices: dict[str, np.ndarray], tasks: list[str]) -> di
 def _settings(results: list[RunResult]) -> str:
     """``label: key=value, ...`` for every label whose runs override an algorithm default."""
     overrides = {r.spec.algorithm: r.spec.config["hyperparameters"] for r in results}
-    return "; ".join(f"{label}: " + ", ".join(f"{key}={value}" for key, value in hyperparameters.items())
-                     for label, hyperparameters in overrides.items() if hyperparameters)
+    return describe_settings((label, values) for label, values in overrides.items() if values)
 
 
 def summarize(results: list[RunResult], report_dir: Path, quick: bool) -> Summary:

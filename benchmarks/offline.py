@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cairnrl.bench.aggregate import curve_arrays, score_matrices
+from cairnrl.bench.aggregate import curve_arrays, describe_settings, score_matrices
 from cairnrl.bench.d3rlpy_peer import MUJOCO_PEER_HYPERPARAMETERS
 from cairnrl.bench.experiment import (
     Experiment,
@@ -247,10 +247,7 @@ def _settings(results: list[RunResult], implementation: str = "cairnrl") -> str:
     recorded = {(r.spec.config["algorithm"] if implementation == "d3rlpy" else "",
                  json.dumps(r.spec.config.get("hyperparameters", {}), sort_keys=True))
                 for r in results if r.spec.config["implementation"] == implementation}
-    settings = [(f"{algorithm}: " if algorithm else "")
-                + (", ".join(f"{k}={v!r}" for k, v in json.loads(item).items()) or "the defaults")
-                for algorithm, item in sorted(recorded)]
-    return "; ".join(settings) if settings else "the defaults"
+    return describe_settings((algorithm, json.loads(item)) for algorithm, item in sorted(recorded))
 
 
 def _interval(cells: tuple[float, float, float] | list[float]) -> str:

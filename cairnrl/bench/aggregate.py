@@ -9,14 +9,24 @@ in :mod:`cairnrl.core.stats`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats as scipy_stats
 
 from cairnrl.bench.experiment import RunResult
 from cairnrl.exceptions import ConfigError
+
+
+def describe_settings(settings: Iterable[tuple[str, dict[str, Any]]]) -> str:
+    """``"label: key=value, ...; ..."`` for the (label, settings) pairs a benchmark's runs recorded (an empty label is
+    left out, empty settings read "the defaults"); "the defaults" when there are none at all."""
+    parts = [(f"{label}: " if label else "")
+             + (", ".join(f"{key}={value!r}" for key, value in values.items()) or "the defaults")
+             for label, values in settings]
+    return "; ".join(parts) if parts else "the defaults"
 
 
 def _grouped(results: Sequence[RunResult]) -> dict[tuple[str, str], list[RunResult]]:

@@ -121,3 +121,12 @@ def test_spearman_ranks_never_solved_last_and_tied():
 def test_step_curve_holds_the_last_evaluation():
     curve = step_curve(np.array([0, 1000, 2500]), np.array([0.1, 0.5, 0.9]), np.array([0, 500, 1000, 2000, 9000]))
     assert curve == pytest.approx([0.1, 0.1, 0.5, 0.5, 0.9])
+
+
+def test_describe_settings():
+    from cairnrl.bench.aggregate import describe_settings
+
+    assert describe_settings([("iql", {"batch_size": 256, "precision": "bf16"}), ("bc", {})]) == (
+        "iql: batch_size=256, precision='bf16'; bc: the defaults")
+    assert describe_settings([("", {"precision": "bf16"})]) == "precision='bf16'"
+    assert describe_settings([]) == "the defaults"

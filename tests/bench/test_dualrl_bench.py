@@ -63,8 +63,8 @@ def test_dualrl_benchmark_end_to_end(tmp_path, monkeypatch):
     assert summary.numbers["imitation"]["stability"]["recoil-paper"]["diverged"] == 0
     assert set(summary.numbers["imitation"]["iqm_by_mixture"]) == {"random+expert2"}
     assert "IQM per suboptimal set" in summary.markdown
-    assert "fdvl-chi2: f=chi2, temperature=0.5" in summary.markdown
-    assert "recoil-official: variant=official" in summary.markdown and "bc-all:" not in summary.markdown
+    assert "fdvl-chi2: f='chi2', temperature=0.5" in summary.markdown
+    assert "recoil-official: variant='official'" in summary.markdown and "bc-all:" not in summary.markdown
     assert {"offline_intervals.png", "imitation_profiles.png", "imitation_curves.png"} <= set(summary.files)
 
 
@@ -86,5 +86,5 @@ def test_settings_line_lists_the_recorded_overrides(tmp_path, monkeypatch):
     monkeypatch.delenv(dualrl.SCALE_VARIABLE, raising=False)
     specs = [spec for spec in dualrl.runs(quick=False) if spec.task == "rl:hopper-medium"]
     line = dualrl._settings([RunResult(spec, {}, tmp_path) for spec in specs])
-    assert line.startswith("fdvl-chi2: f=chi2, temperature=0.5; fdvl-tv: f=tv, temperature=0.8; ")
+    assert line.startswith("fdvl-chi2: f='chi2', temperature=0.5; fdvl-tv: f='tv', temperature=0.8; ")
     assert "iql:" not in line.replace("d3rlpy-iql:", "") and "d3rlpy-iql: batch_size=256" in line
