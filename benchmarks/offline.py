@@ -23,8 +23,8 @@ Scales (``CAIRNRL_OFFLINE_SCALE`` selects the full mode's scale): ``--quick`` is
 medium-replay and medium-expert, 3 seeds, 3k updates, the committed teachers, sized to finish within an hour on
 two cores; ``five-seed`` is the default with five seeds, as full-scale D4RL protocols use (its seeds 0-2 are the
 default's runs, resumed; over an hour with ``--workers 2`` from scratch, its summed run time is in BENCHMARKS.md
-"offline (full)"): with three seeds a single walker2d run that falls early moves a cell's mean by 10-20 points, so
-the per-dataset comparison is read there;
+"offline (full)"): with three seeds a single walker2d run that falls early moves a cell's mean a long way, so the
+per-dataset comparison is read there;
 ``paper`` is D4RL scale (1M-step datasets, 5 seeds, 1M updates; days of CPU).
 """
 

@@ -28,17 +28,15 @@ head's twice).
 **Lambda for the exact chi-square** (``temperature=None`` takes :data:`DEFAULT_TEMPERATURES`). Setting the V
 gradient of ``L_V`` to zero gives ``E_D[w(y)] = (1 - lambda) / lambda`` with ``w(y) = max(0, 1 + y/2)`` the
 derivative of the conjugate, i.e. the implied ratio ``d*(s, a) / d^D(s, a)``. A density ratio averages to 1 under
-``d^D``, which holds at ``lambda = 1/2``; a larger lambda sets V above Q by a fixed amount, not a fraction of Q's
+``d^D``, which holds at ``lambda = 1/2``. Any other lambda shifts V from Q by a fixed amount, not a fraction of Q's
 spread: with all ``y`` equal, ``1 + y/2 = (1 - lambda) / lambda``, so at the authors' 0.8 every advantage
-``Q_bar - V`` is about -1.5 and the AWR weights ``exp(3 A)`` about 0.01, which slows the actor roughly a hundredfold
-and inflates Q through ``V(s')``. The authors' code does not see this: its dead zone on (-4, 0) lets V settle where
-``y = 0``. Measured on our hopper-medium (2k updates, batch 256; trained f-DVL, 4,096 dataset pairs): mean advantage
--1.46 and mean AWR weight 0.17 at lambda = 0.8, +0.08 and 3.5 at 0.5, IQL -0.20 and 1.2. Tuned with
-``cairnrl tune fdvl --set f=chi2`` (lambda only, 2k updates, tuning seeds 100-102, test seeds 200-202): on
-hopper-medium the best lambda was 0.51 (test return 610 against 438 at 0.8); on walker2d-medium lambdas of 0.30-0.38
-scored highest on the tuning seeds but not on the test seeds (0.30: 362, spread -15 to 935, against 528 at 0.8).
-Below 1/2 every advantage is positive and the AWR weights sit at their clip (mean weight 94-97 of 100 at lambda =
-0.35 on both datasets): the actor becomes behaviour cloning with a large step. The default is the normalised 1/2.
+``Q_bar - V`` is -1.5 and every AWR weight ``exp(3 A)`` about 0.011, which slows the actor about a hundredfold and
+inflates Q through ``V(s')``; below 1/2 every advantage is positive and the weights grow with the distance to 1/2
+(at 0.35 they pass their clip of 100, and the actor becomes behaviour cloning with a large step). The authors' code
+does not see this: its dead zone on (-4, 0) lets V settle where ``y = 0``. So the default is the normalised 1/2;
+with it the chi-square variant is level with IQL in ``cairnrl bench dualrl`` (BENCHMARKS.md "dualrl (full)", whose
+settings line names the lambda of each run). Tune it with ``cairnrl tune fdvl --set f=chi2`` on tuning seeds that
+the evaluation does not use.
 
 A loss that turns non-finite stops training with a :class:`~cairnrl.exceptions.ConfigError` naming the loss and
 the update, before any optimiser step uses it, so the model keeps its last finite parameters.
