@@ -128,7 +128,9 @@ class FDVL(OfflineAlgorithm):
 
     algorithm_name = "FDVL"
     default_search_space: ClassVar[dict[str, dict[str, Any]]] = {
-        "temperature": {"type": "float", "low": 0.55, "high": 1.0},
+        # lambda just above 1/2 (valid for every f: total variation needs > 1/2), so the chi-square default's
+        # neighbourhood is searched too
+        "temperature": {"type": "float", "low": 0.51, "high": 1.0},
         "beta": {"type": "float", "low": 0.5, "high": 10.0, "log": True},
         "learning_rate": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True},
     }
