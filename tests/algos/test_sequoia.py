@@ -144,10 +144,12 @@ def test_reference_settings_are_reachable():
     env = CapacityEnv(n_arms=6, budget=2, horizon=5, instance_seed=0)
     reference = SEQUOIA("MlpPolicy", env, seed=0, **{**FAST, "tau": 1e-6, "target_update_interval": 1,
                                                       "replay": "uniform", "lr_decay": 0.9, "warm_start": False,
-                                                      "batch_size": 4})
+                                                      "batch_size": 4, "learning_rate": 2.5e-4,
+                                                      "reward_centering": 0.0})
     start = [p.detach().clone() for p in reference.target_net.parameters()]
     reference.learn(10)
     assert reference.optimizer.param_groups[0]["lr"] == pytest.approx(2.5e-4 * 0.9**2)  # two episodes
+    assert reference._reward_rate is None  # the paper's uncentred target
     pairs = [(first, target.detach(), online.detach()) for first, target, online in
              zip(start, reference.target_net.parameters(), reference.q_net.parameters(), strict=True)]
     assert max(float((online - first).abs().max()) for first, _, online in pairs) > 1e-3  # the online net learns
@@ -156,7 +158,8 @@ def test_reference_settings_are_reachable():
     fixed = SEQUOIA("MlpPolicy", env, seed=0, **{**FAST, "target_update_interval": 10}).learn(10)
     for target, online in zip(fixed.target_net.parameters(), fixed.q_net.parameters(), strict=True):
         assert torch.equal(target, online)  # hard copy at step 10
-    assert fixed.optimizer.param_groups[0]["lr"] == pytest.approx(2.5e-4)
+    assert fixed.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)  # constant, the default step size
+    assert fixed._reward_rate is not None  # centred by default
     assert not np.all(fixed.replay_memory.priorities[: len(fixed.replay_memory)] == 1.0)
 
 
@@ -165,7 +168,8 @@ def test_fast_targets_are_checked_against_the_exact_solver():
     model = SEQUOIA("MlpPolicy", env, seed=0, **{**FAST, "target_check_interval": 1}).learn(10)
     stats = model.statistics()["targets"]
     assert stats["checked"] > 0 and stats["exact_solves"] == stats["checked"]
-    assert stats["match_rate"] == 1.0 and stats["mean_gap"] == 0.0  # tiny instance: the local search is exact
+    # Tiny instance: the local search is exact (the gap is the solver's and the network's rounding of the same value).
+    assert stats["match_rate"] == 1.0 and stats["mean_gap"] == pytest.approx(0.0, abs=1e-6)
     exact = SEQUOIA("MlpPolicy", env, seed=0, **{**FAST, "target_maximizer": "exact"}).learn(10)
     assert exact.statistics()["targets"]["fast_solves"] == 0
 
@@ -239,26 +243,34 @@ def test_greedy_diagnostics_are_logged_and_count_distinct_greedy_actions(tmp_pat
     assert model.greedy_diagnostics()["distinct_greedy_actions"] == 1
 
 
-@pytest.mark.slow
-def test_sequoia_is_near_the_exact_optimum_on_a_small_instance():
-    """J = 6 capacity instance (4,096 joint states): SEQUOIA's greedy policy, valued exactly over H = 20 steps from
-    the evaluation start distribution, reaches 95 % of the finite-horizon optimum (0.9996 measured at 500 steps),
-    far above the myopic policy (0.39)."""
+def _exact_fraction_of_optimum(env: CoRMABEnv, model: SEQUOIA) -> tuple[float, float]:
+    """The greedy policy's and the myopic policy's exact H-step values as fractions of the finite-horizon optimum."""
     from cairnrl.envs.cormab.exact import ExactMDP
 
-    torch.set_num_threads(1)
-    env = CapacityEnv(n_arms=6, budget=2, instance_seed=0)
-    model = SEQUOIA("MlpPolicy", env, seed=0, solver_method="enumerate", warm_start_epochs=10, diagnostic_interval=0)
-    model.learn(500)
-    mdp = ExactMDP(env)
-    optimum = mdp.mean_reward_per_step(mdp.finite_horizon(20).values[0], 20)
+    mdp, horizon = ExactMDP(env), env.horizon
+    optimum = mdp.mean_reward_per_step(mdp.finite_horizon(horizon).values[0], horizon)
     n_states, n_actions = mdp.n_states, mdp.n_actions
     q = q_values(model.q_net, np.tile(mdp.actions, (n_states, 1)), np.repeat(mdp.states, n_actions, axis=0))
     greedy = np.argmax(q.reshape(n_states, n_actions), axis=1)
-    value = mdp.mean_reward_per_step(mdp.evaluate(greedy, 20), 20)
-    myopic = mdp.mean_reward_per_step(mdp.evaluate(np.argmax(mdp.rewards, axis=1), 20), 20)
-    assert value >= 0.95 * optimum
-    assert myopic <= 0.5 * optimum
+    value = mdp.mean_reward_per_step(mdp.evaluate(greedy, horizon), horizon)
+    myopic = mdp.mean_reward_per_step(mdp.evaluate(np.argmax(mdp.rewards, axis=1), horizon), horizon)
+    return value / optimum, myopic / optimum
+
+
+@pytest.mark.slow
+def test_sequoia_is_near_the_exact_optimum_on_small_instances():
+    """J = 6 path instance 0 and capacity instance 1 (4,096 joint states), the released code's 2,000 env steps with
+    the default settings: the greedy policy, valued exactly over H = 20 steps from the evaluation start
+    distribution, reaches 97 % of the finite-horizon optimum (measured 0.995 and 0.999; with the paper's
+    uncentred target both collapsed onto a wrong constant action, 0.82 and 0.88), far above the myopic policy
+    (0.49 and 0.57)."""
+    torch.set_num_threads(1)
+    for env_class, seed in ((PathEnv, 0), (CapacityEnv, 1)):  # the instance seed also seeds training
+        env = env_class(n_arms=6, budget=2, instance_seed=seed)
+        model = SEQUOIA("MlpPolicy", env, seed=seed, diagnostic_interval=0).learn(2000)
+        fraction, myopic = _exact_fraction_of_optimum(env, model)
+        assert fraction >= 0.97
+        assert myopic <= 0.6
 
 
 def test_reward_centering_keeps_q_at_the_per_step_scale(tmp_path):

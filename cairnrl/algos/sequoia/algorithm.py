@@ -47,12 +47,13 @@ Departures from the released code, each deliberate (the reference behaviour stay
   truncate after H steps but never terminate, and Gymnasium's truncation is not a terminal state.
 * **Diagnostics.** Every ``diagnostic_interval`` env steps the number of distinct greedy actions over fixed probe
   states, the mean Q and the Q range across actions are logged (:meth:`SEQUOIA.greedy_diagnostics`), with the mean
-  absolute TD error per episode. Measured with the paper's target and step size on the J = 20 matching
-  instance 0: the probe states' distinct greedy actions fall 8 -> 3 -> 2 -> 1 at 500/1,000/1,500/2,000 steps while the mean Q climbs 27 -> 68
-  (the greedy policy becomes one constant action as the bootstrapped value level rises); gamma = 0.9 with target
-  copies every 100 steps (5 -> 3 by 1,000 steps) and a (64, 64) network (15 -> 1) do not prevent it. On small
-  instances solved exactly (:mod:`cairnrl.envs.cormab.exact`) the best single constant action is within 1 % of the
-  optimum, so a constant greedy action is not by itself a failure on these reward tables; the benchmark reports both.
+  absolute TD error per episode. Measured with the paper's target and step size on the J = 20 matching instance 0:
+  the probe states' distinct greedy actions fall 8 -> 3 -> 2 -> 1 at 500/1,000/1,500/2,000 steps while the mean Q
+  climbs 27 -> 68 (the greedy policy becomes one constant action as the bootstrapped value level rises);
+  gamma = 0.9 with target copies every 100 steps (5 -> 3 by 1,000 steps) and a (64, 64) network (15 -> 1) do not
+  prevent it. On small instances solved exactly (:mod:`cairnrl.envs.cormab.exact`) the best single constant action
+  is within 1 % of the optimum, so a constant greedy action is not by itself a failure on these reward tables; which
+  constant action it is decides, and the benchmark reports both.
 * **Reward centring, and why it is the default** (``reward_centering=0.01``, ``learning_rate=1e-3``; the paper's
   target and step size are ``reward_centering=0``, ``learning_rate=2.5e-4``): the TD target becomes
   ``r - rbar + gamma Q_target(s', a*)`` with ``rbar`` a running average of the replayed rewards (step size
