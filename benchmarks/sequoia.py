@@ -29,7 +29,7 @@ existing methods by 24.8 % on average (the ICLR 2025 abstract):
 Acting and evaluation use the exact argmax (``solver_method="auto"``: at J = 20 every feasible set is small enough
 to enumerate, which is exact and faster than HiGHS; larger instances go to the MILP). Run it with two workers::
 
-    cairnrl bench sequoia --workers 2      # full: 4 problems x 5 seeds (estimated 35-45 min on 2 cores)
+    cairnrl bench sequoia --workers 2      # full: 4 problems x 5 seeds (about 45 min on 2 cores)
     cairnrl bench sequoia --quick          # 4 problems x 2 seeds, 400 steps, 20 evaluation episodes (minutes)
 """
 
