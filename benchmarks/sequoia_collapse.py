@@ -44,6 +44,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.sequoia import PAPER_TARGET
+
 # ================================================================ the declared experiment
 PROBLEMS = {
     "matching": "cairnrl/CoRMAB-Matching-v0",
@@ -61,7 +63,7 @@ CURVE_INTERVAL = {"quick": 250, "full": 250}
 EVAL_EPISODES = {"quick": 10, "full": 20}
 #: Shared by every SEQUOIA run: the paper's TD target and step size, which this study of the collapse was made with
 #: (the library's defaults now centre the rewards, see the SEQUOIA module docstring).
-COMMON: dict[str, Any] = {"reward_centering": 0.0, "learning_rate": 2.5e-4}
+COMMON: dict[str, Any] = dict(PAPER_TARGET)
 #: The J = 6 parts and their settings: ``small`` a 10-epoch warm start (as the module docstring's earlier
 #: measurements), ``small_warm50`` the library's default 50 epochs.
 SMALL_COMMON: dict[str, dict[str, Any]] = {"small": {"warm_start_epochs": 10}, "small_warm50": {}}

@@ -55,57 +55,53 @@ Departures from the released code, each deliberate (the reference behaviour stay
   is within 1 % of the optimum, so a constant greedy action is not by itself a failure on these reward tables; which
   constant action it is decides, and the benchmark reports both.
 * **Reward centring, and why it is the default** (``reward_centering=0.01``, ``learning_rate=1e-3``; the paper's
-  target and step size are ``reward_centering=0``, ``learning_rate=2.5e-4``): the TD target becomes
-  ``r - rbar + gamma Q_target(s', a*)`` with ``rbar`` a running average of the replayed rewards (step size
-  ``reward_centering``; Naik, Wan, Tomar and Sutton, "Reward Centering", RLC 2024). It removes the common
-  ``rbar / (1 - gamma)`` level from Q without changing which action is greedy in exact arithmetic. The collapse
-  above comes from that level: on small instances solved exactly, the optimal Q at gamma = 0.99 sits near
-  ``100 rbar`` while its action gaps are a few tenths of a percent of it, and the learned level is still climbing
-  after 2,000 steps (it gains about one reward per target copy). The greedy action is replayed most, so its Q
-  follows the rising targets first and the rarely taken actions lag behind a moving level: the action that is
-  ahead stays ahead, whatever its true value. Neither the representation nor the discount is the cause: the
-  (16, 32) network regressed on the exact Q* has a near-optimal greedy policy, the greedy policy of the exact
-  discounted optimum is within 0.1 % of the finite-horizon optimum, and gamma = 0.8 with target copies every 50
-  steps collapses onto the same wrong action. With centring Q only carries the differences between actions and
-  states, and the larger step size lets it follow them within the 2,000-step budget; the learning curves keep
-  rising where the paper's target stays flat. Centring alone, at the old step size, lost on other instances. The price
-  is a slow start: the warm start fits rewards, not centred values, so for the first several hundred steps Q re-levels
-  and the greedy policy is worse than with the paper's target (at J = 20 it overtakes the released code's settings
-  between 500 and 1,500 steps on three problems, and is level with them on capacity at 2,000). Results, both settings:
-  ``cairnrl bench sequoia`` ("sequoia (full)" in BENCHMARKS.md; the quick mode's 400 steps fall in the slow start).
-* **Warm-start anchor** (optional, ``warm_start_anchor > 0``, our addition; off by default, the paper's loss):
-  the warm start is kept as a regulariser, not only an initialisation. The frozen warm-start network M adds
+  target and step size are ``reward_centering=0``, ``learning_rate=2.5e-4``): the TD target becomes ``r - rbar + gamma
+  Q_target(s', a*)`` with ``rbar`` a running average of the replayed rewards (step size ``reward_centering``; Naik,
+  Wan, Tomar and Sutton, "Reward Centering", RLC 2024). It removes the common ``rbar / (1 - gamma)`` level from Q
+  without changing which action is greedy in exact arithmetic. The collapse above comes from that level. At gamma =
+  0.99 the optimal Q sits near ``100 rbar`` while its gaps between actions are small against it, and the learned level
+  is still climbing after 2,000 steps (bootstrapping adds about one reward per target copy). The greedy action is
+  replayed most, so its Q follows the rising targets first and the rarely taken actions lag behind a moving level: the
+  action that is ahead stays ahead, whatever its true value. The discount is not the cause (the greedy policy of the
+  exact discounted optimum is optimal for the finite horizon too: ``optimal_stationary`` in the benchmark's
+  small-instance table), nor, in our probes, the network's size (the (16, 32) network regressed on the exact Q* acts
+  near-optimally) or the target-copy interval (copies every 50 steps at gamma = 0.8 still settle on a wrong action).
+  With centring Q only carries the differences between actions and states, and the larger step size lets it follow
+  them within the 2,000-step budget; centring alone, at the old step size, lost on other instances. The price is a
+  slow start: the warm start fits rewards, not centred values, so for the first several hundred steps the greedy
+  policy is worse than with the paper's target. Both settings, learning curves included: ``cairnrl bench sequoia``
+  ("sequoia (full)" in BENCHMARKS.md; the quick mode's 400 steps fall in the slow start).
+* **Warm-start anchor** (optional, ``warm_start_anchor > 0``, our addition; off by default, the paper's loss): the
+  warm start is kept as a regulariser, not only an initialisation. The frozen warm-start network M adds
   ``warm_start_anchor * mean((Q(s, a) - Q(s, a')) - (M(s, a) - M(s, a')))^2`` to the loss, with a' another replayed
-  action in the same state: Q's value level may grow through bootstrapping, but its ranking of actions may only
-  depart from the myopic one where the TD error pays for it. Measured with the paper's target and step size on
-  instance 0 at J = 20 (1,000 env steps,
-  20 evaluation episodes, seed 0): matching 15.62 per step with 4 distinct probe greedy actions throughout,
-  against 14.55 and 6 -> 3 without; capacity 17.06 (3 -> 5 distinct) against 16.36 (8 -> 3). The Whittle-index
-  policy still scores higher on both (17.37 and 18.82). It is not the default because it costs where the optimum
-  departs from myopic: on the J = 6 capacity instance 0 (500 steps, 10 warm-start epochs) the greedy policy reaches
-  0.85 of the finite-horizon optimum with ``warm_start_anchor=1`` against 0.9996 without (myopic: 0.39).
+  action in the same state: Q's value level may grow through bootstrapping, but its ranking of actions may only depart
+  from the myopic one where the TD error pays for it. Measured with the paper's target and step size on instance 0 at
+  J = 20 (1,000 env steps, 20 evaluation episodes, seed 0): matching 15.62 per step with 4 distinct probe greedy
+  actions throughout, against 14.55 and 6 -> 3 without; capacity 17.06 (3 -> 5 distinct) against 16.36 (8 -> 3). The
+  Whittle-index policy still scores higher on both (17.37 and 18.82). It is not the default because it costs where the
+  optimum departs from myopic: on the J = 6 capacity instance 0 (500 steps, 10 warm-start epochs) the greedy policy
+  reaches 0.85 of the finite-horizon optimum with ``warm_start_anchor=1`` against 0.9996 without (myopic: 0.39).
 * **Dueling Q-network** (optional, ``dueling=True``, with :mod:`.networks`; off by default, the paper's single
   network; Wang, Schaul, Hessel, van Hasselt, Lanctot and de Freitas, "Dueling Network Architectures for Deep
-  Reinforcement Learning", ICML 2016): ``Q(s, a) = V(s) + A(s, a) - A(s, 0)`` with ``V`` an MLP on the state, ``A``
-  an MLP on ``[a, s]`` and the null action as reference. The level that bootstrapping builds up (towards
-  ``r / (1 - gamma)``) goes into ``V`` and ``A`` carries the differences between actions; since ``V(s) - A(s, 0)`` is
-  constant in ``a``, the MILP, enumeration and fast maximisers run on ``A`` alone and stay exact. Targets are
-  ``r + gamma (V_target(s') + A_target(s', a*) - A_target(s', 0))``; the warm start fits the whole ``Q``. Measured
-  with the paper's target and step size by
-  ``benchmarks/sequoia_collapse.py`` on instance 0 at J = 20 (seed 0, 20 evaluation episodes; the single network in
-  brackets): at 1,000 env steps matching 16.19 per step (14.55) and capacity 18.60 (16.36), at 2,000 steps 16.34
-  (14.83) and 18.60 (16.44); the Whittle-index policy scores 17.45 and 18.82. It delays the collapse described under
-  *Diagnostics* but does not prevent it: on matching the probe states' distinct greedy actions go 5 -> 4 -> 1 at
-  0/1,000/2,000 steps (the single network: 4 -> 3 -> 1), where the Whittle policy takes 14 distinct actions over the
-  same states. On capacity the Whittle policy takes one action over all 200 probe states, and the dueling network
-  ends at one too. It is not the default because it costs on the small instances solved exactly (J = 6, B = 2,
-  instances 0-4, 500 env steps, 10 warm-start epochs), where the optimum takes one action in nearly every state: mean
-  fraction of the finite-horizon optimum 0.948 on matching and 0.907 on capacity (worst instance 0.879, 0.805)
-  against 0.973 and 0.944 (0.909, 0.831) with the single network; Whittle 0.9999 and 0.9991. With the default
-  50-epoch warm start: 0.935 and 0.888 against 0.943 and 0.915. Double-Q targets (``double_q=True``; van Hasselt,
-  Guez and Silver, "Deep Reinforcement Learning with Double Q-learning", AAAI 2016) on top of it changed little:
-  15.22 and 18.60 per step at 1,000 steps, 0.948 and 0.909 at J = 6, with the same mean Q, so the maximisation bias
-  over the feasible set is not what lifts the value level.
+  Reinforcement Learning", ICML 2016): ``Q(s, a) = V(s) + A(s, a) - A(s, 0)`` with ``V`` an MLP on the state, ``A`` an
+  MLP on ``[a, s]`` and the null action as reference. The level that bootstrapping builds up (towards ``r / (1 -
+  gamma)``) goes into ``V`` and ``A`` carries the differences between actions; since ``V(s) - A(s, 0)`` is constant in
+  ``a``, the MILP, enumeration and fast maximisers run on ``A`` alone and stay exact. Targets are ``r + gamma
+  (V_target(s') + A_target(s', a*) - A_target(s', 0))``; the warm start fits the whole ``Q``. Measured with the
+  paper's target and step size by ``benchmarks/sequoia_collapse.py`` on instance 0 at J = 20 (seed 0, 20 evaluation
+  episodes; the single network in brackets): at 1,000 env steps matching 16.19 per step (14.55) and capacity 18.60
+  (16.36), at 2,000 steps 16.34 (14.83) and 18.60 (16.44); the Whittle-index policy scores 17.45 and 18.82. It delays
+  the collapse described under *Diagnostics* but does not prevent it: on matching the probe states' distinct greedy
+  actions go 5 -> 4 -> 1 at 0/1,000/2,000 steps (the single network: 4 -> 3 -> 1), where the Whittle policy takes 14
+  distinct actions over the same states. On capacity the Whittle policy takes one action over all 200 probe states,
+  and the dueling network ends at one too. It is not the default because it costs on the small instances solved
+  exactly (J = 6, B = 2, instances 0-4, 500 env steps, 10 warm-start epochs), where the optimum takes one action in
+  nearly every state: mean fraction of the finite-horizon optimum 0.948 on matching and 0.907 on capacity (worst
+  instance 0.879, 0.805) against 0.973 and 0.944 (0.909, 0.831) with the single network; Whittle 0.9999 and 0.9991.
+  With the default 50-epoch warm start: 0.935 and 0.888 against 0.943 and 0.915. Double-Q targets (``double_q=True``;
+  van Hasselt, Guez and Silver, "Deep Reinforcement Learning with Double Q-learning", AAAI 2016) on top of it changed
+  little: 15.22 and 18.60 per step at 1,000 steps, 0.948 and 0.909 at J = 6, with the same mean Q, so the maximisation
+  bias over the feasible set is not what lifts the value level.
 * **Horizon.** The observation holds the arm states only, not the step within the episode, so a finite-horizon Q
   (time-to-go as an input, zero bootstrap at H) cannot be represented or acted on through ``predict``; targets keep
   bootstrapping through the truncation as above.
