@@ -4,6 +4,7 @@ and brute force (the fast maximiser itself is tested in ``tests/mip/test_heurist
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -145,7 +146,8 @@ def test_reference_settings_are_reachable():
     reference = SEQUOIA("MlpPolicy", env, seed=0, **{**FAST, "tau": 1e-6, "target_update_interval": 1,
                                                       "replay": "uniform", "lr_decay": 0.9, "warm_start": False,
                                                       "batch_size": 4, "learning_rate": 2.5e-4,
-                                                      "reward_centering": 0.0})
+                                                      "reward_centering": 0.0,
+                                                      "exploration_duration_exponent": None})
     start = [p.detach().clone() for p in reference.target_net.parameters()]
     reference.learn(10)
     assert reference.optimizer.param_groups[0]["lr"] == pytest.approx(2.5e-4 * 0.9**2)  # two episodes
@@ -208,11 +210,31 @@ def test_prioritized_replay_samples_by_priority_with_importance_weights():
     ("solver_method", "brute"), ("solver", "cplex"), ("gamma", 1.2), ("lr_decay", 0.0), ("batch_size", 0),
     ("time_limit", -1.0), ("fast_target_kwargs", {"n_walks": 3}), ("exploration_final_eps", 2.0),
     ("net_arch", [16, 0]), ("warm_start_replay_fraction", 1.5), ("reward_centering", 1.5),
+    ("exploration_duration_exponent", 1.0),
 ])
 def test_hyperparameters_are_validated(name, value):
     key = "fast_target_kwargs" if name == "fast_target_kwargs" else name
     with pytest.raises(ConfigError, match=key):
         SEQUOIA("MlpPolicy", None, **{name: value})
+
+
+@pytest.mark.parametrize(("exponent", "low", "high"), [(2.0, 0.45, 1.0), (None, 0.0, 0.2)])
+def test_exploratory_actions_are_held_within_episodes(exponent, low, high):
+    """With epsilon = 1 every training action explores: temporally-extended epsilon-greedy repeats its random
+    feasible action for zeta(2)-distributed runs, the paper's one-step epsilon-greedy repeats one only by chance."""
+    env = CapacityEnv(n_arms=6, budget=2, instance_seed=0, horizon=10)
+    actions: list[tuple[int, tuple[int, ...]]] = []
+
+    def record(local_vars, _globals) -> bool:
+        actions.append((local_vars["episode_length"], tuple(local_vars["action"])))
+        return True
+
+    model = SEQUOIA("MlpPolicy", env, seed=0, **{**FAST, "exploration_initial_eps": 1.0, "exploration_final_eps": 1.0,
+                                                  "warm_start": False, "learning_starts": 10**6,
+                                                  "exploration_duration_exponent": exponent})
+    model.learn(300, callback=record)
+    repeats = [previous[1] == current[1] for previous, current in itertools.pairwise(actions) if current[0] > 1]
+    assert low < np.mean(repeats) < high
 
 
 def test_env_must_be_a_cormab_env():

@@ -10,9 +10,10 @@ def test_declared_suite_meets_the_issue():
     everything = sequoia.runs(quick=False)
     full = [spec for spec in everything if not spec.algorithm.startswith("exact")]
     small = [spec for spec in everything if spec.algorithm == "exact"]
-    paper_target = [spec for spec in everything if spec.algorithm == "exact-paper-target"]
-    assert [(s.task, s.seed) for s in paper_target] == [(s.task, s.seed) for s in small]  # same small instances
-    assert all(s.config["hyperparameters"] == {"learning_rate": 2.5e-4, "reward_centering": 0.0} for s in paper_target)
+    paper_settings = [spec for spec in everything if spec.algorithm == "exact-paper-settings"]
+    assert [(s.task, s.seed) for s in paper_settings] == [(s.task, s.seed) for s in small]  # same small instances
+    paper = {"learning_rate": 2.5e-4, "reward_centering": 0.0, "exploration_duration_exponent": None}
+    assert all(s.config["hyperparameters"] == paper for s in paper_settings)
     assert {spec.config["problem"] for spec in small} == {"interventions", "path", "matching", "capacity"}
     assert all(spec.config["kwargs"]["n_arms"] == 6 for spec in small)  # 4^6 joint states, solved exactly
     assert {spec.task for spec in full} == {"interventions", "path", "matching", "capacity"}
