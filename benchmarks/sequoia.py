@@ -6,10 +6,11 @@ existing methods by 24.8 % on average (the ICLR 2025 abstract):
 * **Problems** (generated as the released code does), J = 20 arms, B = 5, H = 20: multiple interventions
   (N = 10 types), path constraints, bipartite matching and capacity constraints. Seed ``s`` draws the instance
   (``instance_seed = s``) and seeds the training run, as the reference's ``run.sh`` used one seed for both.
-* **Methods**: SEQUOIA (this library's defaults: centred rewards in the TD target at learning rate 1e-3, target
-  network copied every 300 steps, updated priorities, constant learning rate, fast targets checked against the
-  exact solver); SEQUOIA with the released code's settings (``tau = 1e-6``, uniform replay, learning rate 2.5e-4
-  x0.9 per episode, uncentred target), labelled
+* **Methods**: SEQUOIA (this library's defaults: centred rewards in the TD target at learning rate 1e-3,
+  exploratory actions held for zeta(2)-distributed runs, target network copied every 300 steps, updated
+  priorities, constant learning rate, fast targets checked against the exact solver); SEQUOIA with the released
+  code's settings (``tau = 1e-6``, uniform replay, learning rate 2.5e-4 x0.9 per episode, uncentred target,
+  one-step epsilon-greedy), labelled
   ``sequoia-reference``; and every baseline of the released code: null, random feasible, sampling (best of 100 by
   myopic reward), myopic (exact MILP), iterative myopic (greedy), iterative DQN (greedy on SEQUOIA's trained
   Q-network), plus a Whittle-index policy repaired into the feasible set (our addition, not the paper's).

@@ -23,7 +23,8 @@ def test_declared_suite_meets_the_issue():
     reference = next(spec for spec in full if spec.algorithm == "sequoia-reference")
     assert reference.config["hyperparameters"] == {"tau": 1e-6, "target_update_interval": 1, "replay": "uniform",
                                                    "lr_decay": 0.9, "learning_rate": 2.5e-4,
-                                                   "reward_centering": 0.0, "warm_start_anchor": 0.0}
+                                                   "reward_centering": 0.0, "exploration_duration_exponent": None,
+                                                   "warm_start_anchor": 0.0}
     assert {spec.seed for spec in small} == {0, 1, 2, 3, 4}
     baselines = next(spec for spec in full if spec.algorithm == "baselines")
     assert set(baselines.config["methods"]) == {"null", "random", "sampling", "myopic", "iterative_myopic", "whittle"}
