@@ -10,7 +10,7 @@ def test_declared_suite_meets_the_issue():
     everything = sequoia.runs(quick=False)
     full = [spec for spec in everything if not spec.algorithm.startswith("exact")]
     small = [spec for spec in everything if spec.algorithm == "exact"]
-    paper_settings = [spec for spec in everything if spec.algorithm == "exact-paper-settings"]
+    paper_settings = [spec for spec in everything if spec.algorithm == "exact-paper-target"]
     assert [(s.task, s.seed) for s in paper_settings] == [(s.task, s.seed) for s in small]  # same small instances
     paper = {"learning_rate": 2.5e-4, "reward_centering": 0.0, "exploration_duration_exponent": None}
     assert all(s.config["hyperparameters"] == paper for s in paper_settings)

@@ -11,7 +11,7 @@ ReLU network in a MILP together with A (:class:`~cairnrl.mip.ArgmaxSolver`; sect
 1. **Warm start** (:mod:`.warm_start`): fit Q to the myopic expected reward on the reference's strategic and
    random (state, action) pairs; copy it into the target network; seed the replay memory with 10 % of the pairs.
 2. **DQN**: per env step, act epsilon-greedily (epsilon = final + (initial - final) exp(-t / decay); the random
-   action is the problem's random *feasible* action, by default held for several steps, see below), store
+   action is the problem's random *feasible* action, optionally held for several steps, see below), store
    ``(s, a, s', r)`` with ``r`` the expected next-step reward (the paper's variance reduction), then take one
    gradient step on the IS-weighted Huber loss against ``r + gamma Q_target(s', argmax_a Q_target(s', a))`` with
    target answers memoised per next state (:mod:`.targets`), clipping gradient values at 5.
@@ -71,20 +71,22 @@ Departures from the released code, each deliberate (the reference behaviour stay
   slow start: the warm start fits rewards, not centred values, so for the first several hundred steps the greedy
   policy is worse than with the paper's target. Both settings, learning curves included: ``cairnrl bench sequoia``
   ("sequoia (full)" in BENCHMARKS.md; the quick mode's 400 steps fall in the slow start).
-* **Temporally-extended exploration** (``exploration_duration_exponent=2``; the paper's one-step epsilon-greedy is
-  ``None``): an exploratory random feasible action is held for ``n ~ zeta(2)`` env steps within the episode
-  (:class:`~cairnrl.core.exploration.ExtendedEpsilonGreedy`; Dabney, Ostrovski and Barreto, "Temporally-Extended
-  epsilon-Greedy Exploration", ICLR 2021, whose default exponent this is, not tuned here). On some small
-  multiple-interventions instances solved exactly, the optimal action is worse than others myopically and on average
-  over joint states, and best only from the low start states, where it pays after several consecutive pulls; one-step
-  dithering tries ``n`` such pulls in a row with probability ``epsilon^n``. Measured against one-step exploration,
-  both with the centred target (J = 6, B = 2, 2,000 env steps, seed = instance), on instances 10-14, which were not
-  looked at when choosing it: mean (worst) fraction of the finite-horizon optimum 0.937 (0.863) against 0.927
-  (0.831) on multiple interventions, 0.992 (0.973) against 0.988 (0.955) on path, 0.995 (0.982) against 0.987
-  (0.942) on capacity, 0.999 (0.997) on matching for both. Instances 0-4 are in ``cairnrl bench sequoia``'s
-  small-instance table. It does not close every gap on multiple interventions: there the optimal action's
-  advantage is small against the differences between states' values, and the learned greedy policy still takes
-  many distinct actions where the optimum takes two.
+* **Temporally-extended exploration** (optional, ``exploration_duration_exponent=2``; off by default, the paper's
+  one-step epsilon-greedy): an exploratory random feasible action is held for ``n ~ zeta(2)`` env steps within the
+  episode (:class:`~cairnrl.core.exploration.ExtendedEpsilonGreedy`; Dabney, Ostrovski and Barreto,
+  "Temporally-Extended epsilon-Greedy Exploration", ICLR 2021; 2 is that paper's default, not tuned here). On some
+  small multiple-interventions instances solved exactly, the optimal action is worse than others myopically and on
+  average over joint states, and best only from the low start states, where it pays after several consecutive
+  pulls; one-step dithering tries ``n`` such pulls in a row with probability ``epsilon^n``. Measured against
+  one-step exploration, both with the default centred target (2,000 env steps, seed = instance): on small instances
+  10-14 (J = 6, B = 2, not looked at when choosing it) mean (worst) fraction of the finite-horizon optimum 0.937
+  (0.863) against 0.927 (0.831) on multiple interventions, 0.992 (0.973) against 0.988 (0.955) on path, 0.995
+  (0.982) against 0.987 (0.942) on capacity, 0.999 (0.997) on matching for both; on the two small instances where
+  one-step exploration failed most (interventions 9 and path 8) 0.989 and 0.979 against 0.678 and 0.895. At
+  J = 20 (``cairnrl bench sequoia``'s five instances, run with it as the default) it gained on multiple
+  interventions (7.02 per step against 6.91) and lost on path, matching and capacity (12.40, 14.18, 17.45 against
+  13.12, 14.86, 17.87; Whittle 6.91, 13.42, 15.71, 19.48), where its learning curves are noisier within the 2,000
+  steps. So it is off by default: it helps where the optimum needs repeated pulls, and costs at J = 20 otherwise.
 * **Warm-start anchor** (optional, ``warm_start_anchor > 0``, our addition; off by default, the paper's loss): the
   warm start is kept as a regulariser, not only an initialisation. The frozen warm-start network M adds
   ``warm_start_anchor * mean((Q(s, a) - Q(s, a')) - (M(s, a) - M(s, a')))^2`` to the loss, with a' another replayed
@@ -115,8 +117,8 @@ Departures from the released code, each deliberate (the reference behaviour stay
   With the default 50-epoch warm start: 0.935 and 0.888 against 0.943 and 0.915. Double-Q targets (``double_q=True``;
   van Hasselt, Guez and Silver, "Deep Reinforcement Learning with Double Q-learning", AAAI 2016) on top of it changed
   little: 15.22 and 18.60 per step at 1,000 steps, 0.948 and 0.909 at J = 6, with the same mean Q, so the maximisation
-  bias over the feasible set is not what lifts the value level. With the current defaults (centred target, held
-  exploration, 2,000 env steps, seed = instance) the picture changes on small instances but not at J = 20: on
+  bias over the feasible set is not what lifts the value level. With the centred target and held exploration
+  (2,000 env steps, seed = instance) the picture changes on small instances but not at J = 20: on
   multiple interventions instances 0-14 the dueling network reached 0.984 of the optimum on average (worst 0.915)
   against 0.967 (0.863) with the single network, while on the J = 20 instance 0 it scored 6.76, 12.39 and 15.28 per
   step on interventions, path and matching against 6.88, 12.27 and 16.32, at about 1.5 times the training time; so
@@ -206,8 +208,8 @@ class SEQUOIA(BaseAlgorithm):
     :param exploration_final_eps: epsilon's limit (reference 0.05).
     :param exploration_decay: e-folding time of epsilon in env steps (reference 1000).
     :param exploration_duration_exponent: exploratory actions are held for ``n ~ zeta(mu)`` env steps within the
-        episode, ``mu`` this exponent (> 1; temporally-extended epsilon-greedy, module docstring); ``None`` is the
-        paper's one-step epsilon-greedy. Stochastic :meth:`predict` calls stay one-step.
+        episode, ``mu`` this exponent (> 1, e.g. 2; temporally-extended epsilon-greedy, module docstring); ``None``
+        (default) is the paper's one-step epsilon-greedy. Stochastic :meth:`predict` calls stay one-step.
     :param use_expected_reward: learn from ``info["expected_reward"]`` (the paper's variance reduction) instead of
         the env's reward.
     :param warm_start: run the myopic warm start before the first DQN step.
@@ -276,7 +278,7 @@ class SEQUOIA(BaseAlgorithm):
         exploration_initial_eps: float = 0.9,
         exploration_final_eps: float = 0.05,
         exploration_decay: float = 1000.0,
-        exploration_duration_exponent: float | None = 2.0,
+        exploration_duration_exponent: float | None = None,
         use_expected_reward: bool = True,
         warm_start: bool = True,
         warm_start_epochs: int = 50,
