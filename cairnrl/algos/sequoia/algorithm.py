@@ -77,16 +77,12 @@ Departures from the released code, each deliberate (the reference behaviour stay
   "Temporally-Extended epsilon-Greedy Exploration", ICLR 2021; 2 is that paper's default, not tuned here). On some
   small multiple-interventions instances solved exactly, the optimal action is worse than others myopically and on
   average over joint states, and best only from the low start states, where it pays after several consecutive
-  pulls; one-step dithering tries ``n`` such pulls in a row with probability ``epsilon^n``. Measured against
-  one-step exploration, both with the default centred target (2,000 env steps, seed = instance): on small instances
-  10-14 (J = 6, B = 2, not looked at when choosing it) mean (worst) fraction of the finite-horizon optimum 0.937
-  (0.863) against 0.927 (0.831) on multiple interventions, 0.992 (0.973) against 0.988 (0.955) on path, 0.995
-  (0.982) against 0.987 (0.942) on capacity, 0.999 (0.997) on matching for both; on the two small instances where
-  one-step exploration failed most (interventions 9 and path 8) 0.989 and 0.979 against 0.678 and 0.895. At
-  J = 20 (``cairnrl bench sequoia``'s five instances, run with it as the default) it gained on multiple
-  interventions (7.02 per step against 6.91) and lost on path, matching and capacity (12.40, 14.18, 17.45 against
-  13.12, 14.86, 17.87; Whittle 6.91, 13.42, 15.71, 19.48), where its learning curves are noisier within the 2,000
-  steps. So it is off by default: it helps where the optimum needs repeated pulls, and costs at J = 20 otherwise.
+  pulls; one-step dithering tries ``n`` such pulls in a row with probability ``epsilon^n``. Compared with one-step
+  exploration under the default centred target, it raised the worst small multiple-interventions and path
+  instances towards the optimum, but at J = 20 (the benchmark's five instances) it gained only on multiple
+  interventions and lost on path, matching and capacity, where its learning curves are noisier within the 2,000
+  steps; so it is off by default. To compare on an instance, train both settings and score them with
+  :class:`~cairnrl.envs.cormab.exact.ExactMDP` as ``cairnrl bench sequoia``'s small-instance runs do.
 * **Warm-start anchor** (optional, ``warm_start_anchor > 0``, our addition; off by default, the paper's loss): the
   warm start is kept as a regulariser, not only an initialisation. The frozen warm-start network M adds
   ``warm_start_anchor * mean((Q(s, a) - Q(s, a')) - (M(s, a) - M(s, a')))^2`` to the loss, with a' another replayed
@@ -117,12 +113,9 @@ Departures from the released code, each deliberate (the reference behaviour stay
   With the default 50-epoch warm start: 0.935 and 0.888 against 0.943 and 0.915. Double-Q targets (``double_q=True``;
   van Hasselt, Guez and Silver, "Deep Reinforcement Learning with Double Q-learning", AAAI 2016) on top of it changed
   little: 15.22 and 18.60 per step at 1,000 steps, 0.948 and 0.909 at J = 6, with the same mean Q, so the maximisation
-  bias over the feasible set is not what lifts the value level. With the centred target and held exploration
-  (2,000 env steps, seed = instance) the picture changes on small instances but not at J = 20: on
-  multiple interventions instances 0-14 the dueling network reached 0.984 of the optimum on average (worst 0.915)
-  against 0.967 (0.863) with the single network, while on the J = 20 instance 0 it scored 6.76, 12.39 and 15.28 per
-  step on interventions, path and matching against 6.88, 12.27 and 16.32, at about 1.5 times the training time; so
-  it stays off.
+  bias over the feasible set is not what lifts the value level. With the centred target and held exploration the
+  dueling network did better on small multiple-interventions instances but worse at J = 20 on matching, at about
+  1.5 times the training time, so it stays off.
 * **Horizon.** The observation holds the arm states only, not the step within the episode, so a finite-horizon Q
   (time-to-go as an input, zero bootstrap at H) cannot be represented or acted on through ``predict``; targets keep
   bootstrapping through the truncation as above.
